@@ -1,0 +1,1 @@
+//! Ceiling microkernels: compute peaks per precision and bandwidth per memory level.

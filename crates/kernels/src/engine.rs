@@ -1,0 +1,1 @@
+//! Engine kernels: GEMV/GEMM, norms, softmax, RoPE, activations.

@@ -1,0 +1,1 @@
+//! Roofline math: attainable performance, ridge point, Relative Inference Potential, predictions.

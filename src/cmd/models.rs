@@ -1,0 +1,10 @@
+//! `rooflinebench models` (placeholder until its issue lands).
+
+use anyhow::Result;
+
+#[derive(clap::Args, Debug, Default)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> Result<()> {
+    anyhow::bail!("`models` is not built yet")
+}

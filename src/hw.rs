@@ -1,0 +1,19 @@
+//! Loading hardware profiles named on the command line: a JSON file or a built-in device name.
+
+use anyhow::{Context, Result};
+use rooflinebench_model::hardware::HardwareProfile;
+use std::path::Path;
+
+/// `spec` is a path to a profile JSON (as written by `probe -o`) or a device name from
+/// `rooflinebench devices`.
+pub fn load_profile(spec: &str) -> Result<HardwareProfile> {
+    let path = Path::new(spec);
+    if path.exists() {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read hardware profile {}", path.display()))?;
+        return HardwareProfile::from_json(&text).with_context(|| format!("{}", path.display()));
+    }
+    rooflinebench_model::devices::lookup(spec).with_context(|| {
+        format!("no hardware profile file or built-in device named {spec:?} (see `rooflinebench devices`)")
+    })
+}
