@@ -7,8 +7,16 @@
 //! these on [`op::OpId`].
 #![forbid(unsafe_code)]
 
+pub mod cost;
 pub mod devices;
+pub mod error;
+pub mod format;
 pub mod hardware;
+pub mod measure;
 pub mod op;
+pub mod params;
 pub mod roofline;
+pub mod spec;
 pub mod units;
+pub mod workload;
+pub mod zoo;
