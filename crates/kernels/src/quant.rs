@@ -1,0 +1,809 @@
+//! llama.cpp block-quantized weight formats and the kernels that multiply them.
+//!
+//! What it is: the byte layouts of `q8_0`, `q4_0`, `q4_1`, `q5_0`, `q5_1` (32 weights per block)
+//! and `q4_k`, `q5_k`, `q6_k` (256-weight super-blocks), a reference quantizer and dequantizer for
+//! each, and GEMV/GEMM of a quantized weight matrix against activations quantized to 8 bits per
+//! block, as llama.cpp does: [`ActKind::Q8_0`] activations for the legacy formats and
+//! [`ActKind::Q8K`] for the k-quants. Integer dot products run on AVX-512 VNNI (`vpdpbusd`,
+//! `vpdpwssd`), AVX2 (`vpmaddubsw`/`vpmaddwd`) or scalar code, chosen at run time; the scalar
+//! code is the twin and test oracle of the SIMD paths.
+//!
+//! What it is not: a bit-exact copy of llama.cpp's quantizers. The layouts and dequantization
+//! formulas are llama.cpp's (ggml-common.h, ggml-quants.c: block structs, `get_scale_min_k4`,
+//! `dequantize_row_q*`), so files written here decode identically there; the quantizers are our
+//! own simpler round-to-nearest searches (their importance-matrix / iterative scale searches
+//! give slightly lower error, which matters for quality, not for speed or bytes).
+//!
+//! Matrices follow ggml's convention: a weight of `rows x cols` stores each row contiguously
+//! (`ne[0] = cols` is the reduction dimension) and `y = W x` reads every row once.
+
+mod reference;
+mod scalar;
+#[cfg(test)]
+mod tests;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+pub use reference::{dequantize, quantize};
+
+use crate::isa::Isa;
+use std::fmt;
+use std::ops::Range;
+use std::sync::OnceLock;
+
+/// Elements per super-block of the k-quants (`QK_K` in ggml).
+pub const QK_K: usize = 256;
+/// Elements per block of the legacy formats (`QK4_0`, `QK8_0`, ...).
+pub const QK: usize = 32;
+
+/// A block-quantized weight format this crate can multiply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum QuantType {
+    /// `{f16 d; i8 qs[32]}`: `x = d q`. 8.5 bits per weight.
+    Q8_0,
+    /// `{f16 d; u8 qs[16]}`: `x = d (q - 8)`, q 4 bits. 4.5 bits per weight.
+    Q4_0,
+    /// `{f16 d, m; u8 qs[16]}`: `x = d q + m`. 5.0 bits per weight.
+    Q4_1,
+    /// `{f16 d; u8 qh[4]; u8 qs[16]}`: `x = d (q - 16)`, q 5 bits. 5.5 bits per weight.
+    Q5_0,
+    /// `{f16 d, m; u8 qh[4]; u8 qs[16]}`: `x = d q + m`. 6.0 bits per weight.
+    Q5_1,
+    /// `{f16 d, dmin; u8 scales[12]; u8 qs[128]}`: 8 sub-blocks of 32 with 6-bit scale and min.
+    /// 4.5 bits per weight.
+    Q4K,
+    /// `{f16 d, dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]}`. 5.5 bits per weight.
+    Q5K,
+    /// `{u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d}`: 16 sub-blocks of 16, `x = d s (q - 32)`.
+    /// 6.5625 bits per weight.
+    Q6K,
+}
+
+impl QuantType {
+    pub const ALL: [QuantType; 8] = [
+        QuantType::Q8_0,
+        QuantType::Q4_0,
+        QuantType::Q4_1,
+        QuantType::Q5_0,
+        QuantType::Q5_1,
+        QuantType::Q4K,
+        QuantType::Q5K,
+        QuantType::Q6K,
+    ];
+
+    /// llama.cpp's name (`"q4_K"` is spelled `q4_k` here, case-insensitively parsed).
+    pub fn name(self) -> &'static str {
+        match self {
+            QuantType::Q8_0 => "q8_0",
+            QuantType::Q4_0 => "q4_0",
+            QuantType::Q4_1 => "q4_1",
+            QuantType::Q5_0 => "q5_0",
+            QuantType::Q5_1 => "q5_1",
+            QuantType::Q4K => "q4_k",
+            QuantType::Q5K => "q5_k",
+            QuantType::Q6K => "q6_k",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<QuantType> {
+        let s = s.to_ascii_lowercase();
+        QuantType::ALL.into_iter().find(|t| t.name() == s)
+    }
+
+    /// Weights per block.
+    pub fn block_elems(self) -> usize {
+        match self {
+            QuantType::Q8_0
+            | QuantType::Q4_0
+            | QuantType::Q4_1
+            | QuantType::Q5_0
+            | QuantType::Q5_1 => QK,
+            QuantType::Q4K | QuantType::Q5K | QuantType::Q6K => QK_K,
+        }
+    }
+
+    /// Bytes per block (ggml's `type_size`).
+    pub fn block_bytes(self) -> usize {
+        match self {
+            QuantType::Q8_0 => 34,
+            QuantType::Q4_0 => 18,
+            QuantType::Q4_1 => 20,
+            QuantType::Q5_0 => 22,
+            QuantType::Q5_1 => 24,
+            QuantType::Q4K => 144,
+            QuantType::Q5K => 176,
+            QuantType::Q6K => 210,
+        }
+    }
+
+    /// Effective bits per weight, block scales included.
+    pub fn bits_per_weight(self) -> f64 {
+        (self.block_bytes() * 8) as f64 / self.block_elems() as f64
+    }
+
+    /// The activation format its dot products take.
+    pub fn act_kind(self) -> ActKind {
+        match self {
+            QuantType::Q8_0
+            | QuantType::Q4_0
+            | QuantType::Q4_1
+            | QuantType::Q5_0
+            | QuantType::Q5_1 => ActKind::Q8_0,
+            QuantType::Q4K | QuantType::Q5K | QuantType::Q6K => ActKind::Q8K,
+        }
+    }
+
+    /// Bytes of `n` weights, or `None` when `n` is not a whole number of blocks.
+    pub fn bytes_for(self, n: usize) -> Option<usize> {
+        if !n.is_multiple_of(self.block_elems()) {
+            return None;
+        }
+        (n / self.block_elems()).checked_mul(self.block_bytes())
+    }
+}
+
+impl fmt::Display for QuantType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How activations are quantized for a dot product with a weight format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ActKind {
+    /// Blocks of 32 `i8` with an `f32` scale and the block sum (llama.cpp's `block_q8_0`/`q8_1`).
+    Q8_0,
+    /// Super-blocks of 256 `i8` with an `f32` scale and sums per 16 (llama.cpp's `block_q8_K`).
+    Q8K,
+}
+
+impl ActKind {
+    pub fn block_elems(self) -> usize {
+        match self {
+            ActKind::Q8_0 => QK,
+            ActKind::Q8K => QK_K,
+        }
+    }
+}
+
+/// What went wrong with a quantized operand.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum QuantError {
+    #[error("{ty}: {cols} columns is not a multiple of the block size {block}")]
+    NotBlockMultiple {
+        ty: &'static str,
+        cols: usize,
+        block: usize,
+    },
+    #[error("{ty} matrix of {rows} x {cols} needs {expected} bytes, got {actual}")]
+    DataLength {
+        ty: QuantType,
+        rows: usize,
+        cols: usize,
+        expected: usize,
+        actual: usize,
+    },
+    #[error("matrix size {rows} x {cols} overflows")]
+    Overflow { rows: usize, cols: usize },
+    #[error("{op}: {what} has length {actual}, expected {expected}")]
+    ShapeMismatch {
+        op: &'static str,
+        what: &'static str,
+        expected: usize,
+        actual: usize,
+    },
+    #[error("{ty} weights need {needed:?} activations, got {got:?}")]
+    ActKindMismatch {
+        ty: QuantType,
+        needed: ActKind,
+        got: ActKind,
+    },
+    #[error("thread count must be at least 1")]
+    ZeroThreads,
+}
+
+/// Activations quantized to 8 bits per element, `rows` vectors of `cols` each.
+///
+/// Struct of arrays so SIMD kernels load 32 contiguous `i8`. Reuse one value across steps:
+/// [`Q8Activations::quantize`] keeps its buffers.
+#[derive(Clone, Debug)]
+pub struct Q8Activations {
+    kind: ActKind,
+    rows: usize,
+    cols: usize,
+    qs: Vec<i8>,
+    /// Scale per block (32 or 256 elements).
+    d: Vec<f32>,
+    /// `Q8_0`: `d * sum(qs)` per block of 32 (llama.cpp's `block_q8_1.s`); empty for `Q8K`.
+    ds: Vec<f32>,
+    /// `Q8K`: sum of `qs` per group of 16; empty for `Q8_0`.
+    bsums: Vec<i16>,
+}
+
+/// One activation row, borrowed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ActRow<'a> {
+    pub qs: &'a [i8],
+    pub d: &'a [f32],
+    pub ds: &'a [f32],
+    pub bsums: &'a [i16],
+}
+
+impl Q8Activations {
+    /// An empty set of activations of `kind`.
+    pub fn new(kind: ActKind) -> Q8Activations {
+        Q8Activations {
+            kind,
+            rows: 0,
+            cols: 0,
+            qs: Vec::new(),
+            d: Vec::new(),
+            ds: Vec::new(),
+            bsums: Vec::new(),
+        }
+    }
+
+    /// Quantizes `rows` row-major vectors of `cols` from `x` into `kind` blocks.
+    pub fn from_f32(
+        kind: ActKind,
+        x: &[f32],
+        rows: usize,
+        cols: usize,
+    ) -> Result<Self, QuantError> {
+        let mut a = Q8Activations::new(kind);
+        a.quantize(x, rows, cols)?;
+        Ok(a)
+    }
+
+    /// Re-quantizes in place (buffers are reused, so decode steps do not allocate).
+    pub fn quantize(&mut self, x: &[f32], rows: usize, cols: usize) -> Result<(), QuantError> {
+        let be = self.kind.block_elems();
+        if !cols.is_multiple_of(be) {
+            return Err(QuantError::NotBlockMultiple {
+                ty: match self.kind {
+                    ActKind::Q8_0 => "q8_0 activations",
+                    ActKind::Q8K => "q8_K activations",
+                },
+                cols,
+                block: be,
+            });
+        }
+        let n = rows
+            .checked_mul(cols)
+            .ok_or(QuantError::Overflow { rows, cols })?;
+        if x.len() != n {
+            return Err(QuantError::ShapeMismatch {
+                op: "quantize activations",
+                what: "input",
+                expected: n,
+                actual: x.len(),
+            });
+        }
+        self.rows = rows;
+        self.cols = cols;
+        let nb = n / be;
+        self.qs.resize(n, 0);
+        self.d.resize(nb, 0.0);
+        match self.kind {
+            ActKind::Q8_0 => {
+                self.ds.resize(nb, 0.0);
+                self.bsums.clear();
+                for b in 0..nb {
+                    let xs = &x[b * be..(b + 1) * be];
+                    let (d, sum) = quantize_sym_i8(xs, &mut self.qs[b * be..(b + 1) * be]);
+                    self.d[b] = d;
+                    self.ds[b] = d * sum as f32;
+                }
+            }
+            ActKind::Q8K => {
+                self.ds.clear();
+                self.bsums.resize(n / 16, 0);
+                for b in 0..nb {
+                    let xs = &x[b * be..(b + 1) * be];
+                    let qs = &mut self.qs[b * be..(b + 1) * be];
+                    let (d, _) = quantize_sym_i8(xs, qs);
+                    self.d[b] = d;
+                    for g in 0..be / 16 {
+                        let s: i32 = qs[g * 16..(g + 1) * 16].iter().map(|&q| q as i32).sum();
+                        // |s| <= 16 * 127 fits in i16.
+                        self.bsums[b * (be / 16) + g] = s as i16;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn kind(&self) -> ActKind {
+        self.kind
+    }
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The quantized values of row `r` dequantized (for tests and error analysis).
+    pub fn dequantize_row(&self, r: usize) -> Vec<f32> {
+        let row = self.row(r);
+        let be = self.kind.block_elems();
+        row.qs
+            .iter()
+            .enumerate()
+            .map(|(i, &q)| q as f32 * row.d[i / be])
+            .collect()
+    }
+
+    pub(crate) fn row(&self, r: usize) -> ActRow<'_> {
+        let be = self.kind.block_elems();
+        let nb = self.cols / be;
+        let c = self.cols;
+        ActRow {
+            qs: &self.qs[r * c..(r + 1) * c],
+            d: &self.d[r * nb..(r + 1) * nb],
+            ds: if self.ds.is_empty() {
+                &[]
+            } else {
+                &self.ds[r * nb..(r + 1) * nb]
+            },
+            bsums: if self.bsums.is_empty() {
+                &[]
+            } else {
+                &self.bsums[r * c / 16..(r + 1) * c / 16]
+            },
+        }
+    }
+}
+
+/// Symmetric 8-bit quantization of one block: `d = amax / 127`, `q = round(x / d)`.
+/// Returns `(d, sum(q))`. Values stay in `-127..=127` (never -128), which the AVX2 sign trick
+/// relies on.
+fn quantize_sym_i8(x: &[f32], q: &mut [i8]) -> (f32, i32) {
+    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+    let mut sum = 0i32;
+    for (qi, &xi) in q.iter_mut().zip(x) {
+        // `as` saturates (NaN -> 0); the clamp keeps -128 out.
+        let v = ((xi * id).round() as i32).clamp(-127, 127);
+        *qi = v as i8;
+        sum += v;
+    }
+    (d, sum)
+}
+
+/// The code path a quantized dot product runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum QuantIsa {
+    Scalar,
+    /// `vpmaddubsw` + `vpmaddwd` on ymm.
+    Avx2,
+    /// AVX-512 VNNI `vpdpbusd` / `vpdpwssd` (EVEX, on ymm).
+    Avx512Vnni,
+}
+
+impl QuantIsa {
+    pub fn name(self) -> &'static str {
+        match self {
+            QuantIsa::Scalar => "scalar",
+            QuantIsa::Avx2 => "avx2",
+            QuantIsa::Avx512Vnni => "avx512vnni",
+        }
+    }
+
+    pub fn available(self) -> bool {
+        match self {
+            QuantIsa::Scalar => true,
+            QuantIsa::Avx2 => Isa::Avx2.available(),
+            QuantIsa::Avx512Vnni => {
+                #[cfg(target_arch = "x86_64")]
+                {
+                    Isa::Avx2.available()
+                        && Isa::Avx512.available()
+                        && is_x86_feature_detected!("avx512vnni")
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                {
+                    false
+                }
+            }
+        }
+    }
+
+    /// Every path this CPU can run, scalar first.
+    pub fn all_available() -> Vec<QuantIsa> {
+        [QuantIsa::Scalar, QuantIsa::Avx2, QuantIsa::Avx512Vnni]
+            .into_iter()
+            .filter(|i| i.available())
+            .collect()
+    }
+
+    /// The quantized path matching a vector ISA: AVX-512 means VNNI when the CPU has it (else
+    /// the AVX2 path), NEON has no quantized path yet (scalar).
+    pub fn for_isa(isa: Isa) -> QuantIsa {
+        let q = match isa {
+            Isa::Scalar | Isa::Neon => QuantIsa::Scalar,
+            Isa::Avx2 => QuantIsa::Avx2,
+            Isa::Avx512 => QuantIsa::Avx512Vnni,
+        };
+        if q.available() {
+            q
+        } else if q == QuantIsa::Avx512Vnni && QuantIsa::Avx2.available() {
+            QuantIsa::Avx2
+        } else {
+            QuantIsa::Scalar
+        }
+    }
+
+    /// The best path, honouring `ROOFLINEBENCH_FORCE_ISA` (decided once per process).
+    pub fn best() -> QuantIsa {
+        static BEST: OnceLock<QuantIsa> = OnceLock::new();
+        *BEST.get_or_init(|| QuantIsa::for_isa(crate::isa::best().unwrap_or(Isa::Scalar)))
+    }
+}
+
+impl fmt::Display for QuantIsa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A borrowed quantized weight matrix: `rows` rows of `cols` weights, each row a whole number
+/// of blocks, rows contiguous (ggml: `ne[0] = cols`, `ne[1] = rows`).
+#[derive(Clone, Copy, Debug)]
+pub struct QuantMatrix<'a> {
+    pub ty: QuantType,
+    pub rows: usize,
+    pub cols: usize,
+    pub data: &'a [u8],
+}
+
+/// Activation rows per GEMM micro-tile: each weight block is unpacked once and multiplied with
+/// this many activation rows while it sits in registers.
+const GEMM_MR: usize = 4;
+/// Target bytes of quantized activations kept hot (L2) while weight rows stream past.
+const GEMM_ACT_BYTES: usize = 256 * 1024;
+
+impl<'a> QuantMatrix<'a> {
+    /// Checks that `data` holds exactly `rows x cols` weights of `ty`.
+    pub fn new(
+        ty: QuantType,
+        rows: usize,
+        cols: usize,
+        data: &'a [u8],
+    ) -> Result<Self, QuantError> {
+        let row_bytes = ty.bytes_for(cols).ok_or(QuantError::NotBlockMultiple {
+            ty: ty.name(),
+            cols,
+            block: ty.block_elems(),
+        })?;
+        let expected = row_bytes
+            .checked_mul(rows)
+            .ok_or(QuantError::Overflow { rows, cols })?;
+        if data.len() != expected {
+            return Err(QuantError::DataLength {
+                ty,
+                rows,
+                cols,
+                expected,
+                actual: data.len(),
+            });
+        }
+        Ok(QuantMatrix {
+            ty,
+            rows,
+            cols,
+            data,
+        })
+    }
+
+    /// Bytes of one row.
+    pub fn row_bytes(&self) -> usize {
+        self.cols / self.ty.block_elems() * self.ty.block_bytes()
+    }
+
+    pub fn row_data(&self, r: usize) -> &'a [u8] {
+        let rb = self.row_bytes();
+        &self.data[r * rb..(r + 1) * rb]
+    }
+
+    /// Dequantizes row `r` into `out` (`cols` floats), e.g. an embedding lookup.
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) -> Result<(), QuantError> {
+        if r >= self.rows {
+            return Err(QuantError::ShapeMismatch {
+                op: "dequantize_row",
+                what: "row index",
+                expected: self.rows,
+                actual: r,
+            });
+        }
+        dequantize(self.ty, self.row_data(r), out)
+    }
+
+    fn check_act(&self, x: &Q8Activations, op: &'static str) -> Result<(), QuantError> {
+        if x.kind != self.ty.act_kind() {
+            return Err(QuantError::ActKindMismatch {
+                ty: self.ty,
+                needed: self.ty.act_kind(),
+                got: x.kind,
+            });
+        }
+        if x.cols != self.cols {
+            return Err(QuantError::ShapeMismatch {
+                op,
+                what: "activation columns",
+                expected: self.cols,
+                actual: x.cols,
+            });
+        }
+        Ok(())
+    }
+
+    /// `out[r] = W[r] . x` for row 0 of `x`, on `threads` threads (split by weight rows), with
+    /// the best ISA.
+    pub fn gemv(
+        &self,
+        x: &Q8Activations,
+        out: &mut [f32],
+        threads: usize,
+    ) -> Result<(), QuantError> {
+        self.gemm_with(QuantIsa::best(), x, 1, out, threads)
+    }
+
+    /// `out[t * rows + r] = W[r] . x[t]` for all `x.rows()` activation rows (prefill).
+    pub fn gemm(
+        &self,
+        x: &Q8Activations,
+        out: &mut [f32],
+        threads: usize,
+    ) -> Result<(), QuantError> {
+        self.gemm_with(QuantIsa::best(), x, x.rows, out, threads)
+    }
+
+    /// GEMM over the first `m` activation rows on an explicit ISA (GEMV is `m == 1`).
+    pub fn gemm_with(
+        &self,
+        isa: QuantIsa,
+        x: &Q8Activations,
+        m: usize,
+        out: &mut [f32],
+        threads: usize,
+    ) -> Result<(), QuantError> {
+        self.check_act(x, "quantized gemm")?;
+        if threads == 0 {
+            return Err(QuantError::ZeroThreads);
+        }
+        if m > x.rows {
+            return Err(QuantError::ShapeMismatch {
+                op: "quantized gemm",
+                what: "activation rows",
+                expected: m,
+                actual: x.rows,
+            });
+        }
+        let need = m.checked_mul(self.rows).ok_or(QuantError::Overflow {
+            rows: m,
+            cols: self.rows,
+        })?;
+        if out.len() != need {
+            return Err(QuantError::ShapeMismatch {
+                op: "quantized gemm",
+                what: "output",
+                expected: need,
+                actual: out.len(),
+            });
+        }
+        let isa = if isa.available() {
+            isa
+        } else {
+            QuantIsa::Scalar
+        };
+        let threads = threads.min(self.rows.max(1));
+        if threads <= 1 {
+            let ptr = OutPtr(out.as_mut_ptr());
+            self.gemm_rows_raw(isa, x, m, ptr, 0..self.rows);
+            return Ok(());
+        }
+        let ptr = OutPtr(out.as_mut_ptr());
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                let r = split_rows(self.rows, threads, t);
+                s.spawn(move || self.gemm_rows_raw(isa, x, m, ptr, r));
+            }
+        });
+        Ok(())
+    }
+
+    /// Like [`QuantMatrix::gemm_with`] on the engine's persistent thread pool (decode runs
+    /// hundreds of GEMVs per token: spawning threads for each would cost more than the GEMV).
+    pub fn gemm_pool(
+        &self,
+        isa: QuantIsa,
+        x: &Q8Activations,
+        m: usize,
+        out: &mut [f32],
+        pool: &crate::engine::ThreadPool,
+    ) -> Result<(), QuantError> {
+        self.check_act(x, "quantized gemm")?;
+        let need = m.checked_mul(self.rows).ok_or(QuantError::Overflow {
+            rows: m,
+            cols: self.rows,
+        })?;
+        if m > x.rows || out.len() != need {
+            return Err(QuantError::ShapeMismatch {
+                op: "quantized gemm",
+                what: "output",
+                expected: need,
+                actual: out.len(),
+            });
+        }
+        let isa = if isa.available() {
+            isa
+        } else {
+            QuantIsa::Scalar
+        };
+        let ptr = OutPtr(out.as_mut_ptr());
+        let threads = pool.threads().max(1);
+        pool.run(&|t| {
+            let r = split_rows(self.rows, threads, t);
+            self.gemm_rows_raw(isa, x, m, ptr, r);
+        });
+        Ok(())
+    }
+
+    /// Computes output columns `rows` (weight rows) for the first `m` activation rows into
+    /// `out` (full `m x self.rows` output). For callers with their own thread pool: disjoint
+    /// row ranges may run concurrently on the same `out` through [`QuantMatrix::gemm_rows_shared`].
+    pub fn gemm_rows(
+        &self,
+        isa: QuantIsa,
+        x: &Q8Activations,
+        m: usize,
+        out: &mut [f32],
+        rows: Range<usize>,
+    ) -> Result<(), QuantError> {
+        self.check_act(x, "quantized gemm")?;
+        if m > x.rows || out.len() != m * self.rows || rows.end > self.rows {
+            return Err(QuantError::ShapeMismatch {
+                op: "quantized gemm_rows",
+                what: "output",
+                expected: m * self.rows,
+                actual: out.len(),
+            });
+        }
+        let isa = if isa.available() {
+            isa
+        } else {
+            QuantIsa::Scalar
+        };
+        self.gemm_rows_raw(isa, x, m, OutPtr(out.as_mut_ptr()), rows);
+        Ok(())
+    }
+
+    /// Like [`QuantMatrix::gemm_rows`] through a shared output, for thread pools.
+    ///
+    /// # Safety
+    /// `out` must point to `m * self.rows` writable floats, and no other thread may access
+    /// the output columns in `rows` (for any of the `m` activation rows) during the call.
+    pub unsafe fn gemm_rows_shared(
+        &self,
+        isa: QuantIsa,
+        x: &Q8Activations,
+        m: usize,
+        out: *mut f32,
+        rows: Range<usize>,
+    ) -> Result<(), QuantError> {
+        self.check_act(x, "quantized gemm")?;
+        if m > x.rows || rows.end > self.rows {
+            return Err(QuantError::ShapeMismatch {
+                op: "quantized gemm_rows_shared",
+                what: "rows",
+                expected: self.rows,
+                actual: rows.end,
+            });
+        }
+        let isa = if isa.available() {
+            isa
+        } else {
+            QuantIsa::Scalar
+        };
+        self.gemm_rows_raw(isa, x, m, OutPtr(out), rows);
+        Ok(())
+    }
+
+    /// Cache-blocked loop: activation rows in chunks that fit in L2, weight rows streaming
+    /// inside, and micro-tiles of [`GEMM_MR`] activation rows per unpacked weight block.
+    fn gemm_rows_raw(
+        &self,
+        isa: QuantIsa,
+        x: &Q8Activations,
+        m: usize,
+        out: OutPtr,
+        rows: Range<usize>,
+    ) {
+        let chunk = (GEMM_ACT_BYTES / self.cols.max(1)).max(GEMM_MR) / GEMM_MR * GEMM_MR;
+        let n = self.rows;
+        let mut t0 = 0;
+        while t0 < m {
+            let t1 = (t0 + chunk).min(m);
+            for r in rows.clone() {
+                let w = self.row_data(r);
+                let mut t = t0;
+                while t < t1 {
+                    let mr = (t1 - t).min(GEMM_MR);
+                    let mut acts = [x.row(t); GEMM_MR];
+                    for (i, a) in acts.iter_mut().enumerate().take(mr).skip(1) {
+                        *a = x.row(t + i);
+                    }
+                    let mut res = [0.0f32; GEMM_MR];
+                    dot_rows(isa, self.ty, w, &acts[..mr], &mut res[..mr]);
+                    for (i, v) in res.iter().enumerate().take(mr) {
+                        // SAFETY: (t + i) < m and r < n, so the index is inside the
+                        // m x n output; this call owns output column r (caller's contract).
+                        unsafe { *out.0.add((t + i) * n + r) = *v };
+                    }
+                    t += mr;
+                }
+            }
+            t0 = t1;
+        }
+    }
+}
+
+/// Raw output pointer shared by threads that write disjoint columns.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: threads write disjoint elements (distinct weight rows), see `gemm_rows_raw`.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+/// Rows `[start, end)` of part `i` of `parts`, balanced to within one row.
+fn split_rows(n: usize, parts: usize, i: usize) -> Range<usize> {
+    let base = n / parts;
+    let rem = n % parts;
+    let start = i * base + i.min(rem);
+    start..start + base + usize::from(i < rem)
+}
+
+/// Dot products of one weight row with 1..=4 activation rows: the single dispatch point.
+fn dot_rows(isa: QuantIsa, ty: QuantType, w: &[u8], acts: &[ActRow<'_>], out: &mut [f32]) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        QuantIsa::Avx2 | QuantIsa::Avx512Vnni => x86::dot_rows(isa, ty, w, acts, out),
+        _ => {
+            for (a, o) in acts.iter().zip(out.iter_mut()) {
+                *o = scalar::dot(ty, w, a);
+            }
+        }
+    }
+}
+
+/// Dot product of one quantized weight row with one activation row on an explicit path
+/// (the kernel-level entry the tests compare against the scalar twin).
+pub fn dot_with(
+    isa: QuantIsa,
+    ty: QuantType,
+    w: &[u8],
+    x: &Q8Activations,
+    row: usize,
+) -> Result<f32, QuantError> {
+    let m = QuantMatrix::new(ty, 1, x.cols, w)?;
+    m.check_act(x, "quantized dot")?;
+    if row >= x.rows {
+        return Err(QuantError::ShapeMismatch {
+            op: "quantized dot",
+            what: "activation row",
+            expected: x.rows,
+            actual: row,
+        });
+    }
+    let isa = if isa.available() {
+        isa
+    } else {
+        QuantIsa::Scalar
+    };
+    let mut o = [0.0f32];
+    dot_rows(isa, ty, w, &[x.row(row)], &mut o);
+    Ok(o[0])
+}
