@@ -6,3 +6,5 @@ cd "$(dirname "$0")/.."
 cargo test --workspace --locked
 echo "== kernels again with ROOFLINEBENCH_FORCE_ISA=scalar"
 ROOFLINEBENCH_FORCE_ISA=scalar cargo test --locked -p rooflinebench-kernels -p rooflinebench-bench
+echo "== HTML report in headless Chromium"
+bash scripts/check-html.sh
