@@ -4,7 +4,7 @@
 //! Without `--per-layer` operators are summed over layers (one row per operator kind); with it
 //! every operator of every layer is listed. Counting conventions: `rooflinebench_model::cost`.
 
-use crate::cmd::models::{attention_label, resolve_model_with_warnings};
+use crate::cmd::models::{attention_label, resolve_model_full, ResolvedModel};
 use crate::output::write_atomic;
 use anyhow::{bail, Context, Result};
 use comfy_table::{presets::UTF8_BORDERS_ONLY, Cell, CellAlignment, Table};
@@ -34,7 +34,8 @@ pub enum MlaFormArg {
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A config.json, a folder holding one, or a built-in model name (`rooflinebench models`).
+    /// A config.json, a folder holding one, a GGUF file, or a built-in model name
+    /// (`rooflinebench models`).
     pub model: String,
     /// Phase to cost (default: prefill, or decode when only --context is given).
     #[arg(long, value_enum)]
@@ -50,9 +51,9 @@ pub struct Args {
     #[arg(long)]
     pub batch: Option<u64>,
     /// Weight format or llama.cpp recipe: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_k q5_k q6_k
-    /// q4_k_m q5_k_m.
-    #[arg(long, default_value = "f16")]
-    pub weights: String,
+    /// q4_k_m q5_k_m [default: f16; for a GGUF file, its real per-tensor types].
+    #[arg(long)]
+    pub weights: Option<String>,
     /// KV-cache format: f32 f16 bf16 q8_0 q4_0.
     #[arg(long, default_value = "f16")]
     pub kv: String,
@@ -223,7 +224,18 @@ struct Report {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let (spec, source, mut warnings) = resolve_model_with_warnings(&args.model)?;
+    let ResolvedModel {
+        spec,
+        source,
+        mut warnings,
+        formats,
+    } = resolve_model_full(&args.model)?;
+    // A GGUF is costed with its real per-tensor types unless --weights overrides them
+    // (pitfall 24); tensors the file lacks (e.g. after --layers) fall back to f16.
+    let file_formats = match &args.weights {
+        None => formats,
+        Some(_) => None,
+    };
     let overrides = Overrides {
         layers: args.layers,
         heads: args.heads,
@@ -237,7 +249,10 @@ pub fn run(args: Args) -> Result<()> {
     for w in &warnings {
         eprintln!("warning: {source}: {}", w.message);
     }
-    let weights = Recipe::parse(&args.weights).context("--weights")?;
+    let weights = match &args.weights {
+        Some(w) => Recipe::parse(w).context("--weights")?,
+        None => Recipe::default(),
+    };
     let kv = KvFormat::parse(&args.kv).context("--kv")?;
     let mut opts = CostOptions {
         batch: args.batch.unwrap_or(1),
@@ -257,7 +272,11 @@ pub fn run(args: Args) -> Result<()> {
         schema_version: ANALYZE_SCHEMA_VERSION,
         model: spec.name.clone(),
         attention: attention_label(&spec),
-        weights: weights.name(),
+        weights: if file_formats.is_some() {
+            "gguf (per tensor)".to_string()
+        } else {
+            weights.name()
+        },
         kv: kv.name().to_string(),
         mla_form: is_mla.then(|| opts.mla_form.name()),
         batch: opts.batch,
@@ -272,6 +291,9 @@ pub fn run(args: Args) -> Result<()> {
     };
 
     if let Some(sc) = &args.scenario {
+        if file_formats.is_some() {
+            bail!("{source}: --scenario cannot yet use a GGUF's per-tensor types: pass --weights");
+        }
         if args.phase.is_some() || args.seq.is_some() || args.context.is_some() {
             bail!("--scenario fixes the phases: drop --phase, --seq and --context");
         }
@@ -329,7 +351,11 @@ pub fn run(args: Args) -> Result<()> {
                 }
             }
         };
-        let model = CostModel::new(&spec, &opts).with_context(|| source.clone())?;
+        let model = match &file_formats {
+            Some(f) => CostModel::with_formats(&spec, &opts, f),
+            None => CostModel::new(&spec, &opts),
+        }
+        .with_context(|| source.clone())?;
         let table = model.table(phase).with_context(|| source.clone())?;
         let end = phase.cached().saturating_add(phase.new_tokens());
         if let Some(w) = beyond_max_positions(&spec, end) {

@@ -4,6 +4,9 @@
 use crate::output::write_atomic;
 use anyhow::{Context, Result};
 use comfy_table::{presets::UTF8_BORDERS_ONLY, Cell, CellAlignment, Table};
+use rooflinebench_gguf::model as gguf_model;
+use rooflinebench_gguf::GgufFile;
+use rooflinebench_model::format::TensorFormats;
 use rooflinebench_model::hardware::Warning;
 use rooflinebench_model::params::count_params;
 use rooflinebench_model::spec::{Attention, Ffn, ModelSpec};
@@ -18,7 +21,8 @@ pub struct Args {
     pub json: bool,
 }
 
-/// Resolves `<model>`: a path to a `config.json`, a folder holding one, or a zoo name. Spec
+/// Resolves `<model>`: a path to a `config.json`, a folder holding one, a GGUF file, or a zoo
+/// name. Spec
 /// warnings are printed to stderr (`warning: <source>: <message>`).
 pub fn resolve_model(arg: &str) -> Result<ModelSpec> {
     let (spec, source, warnings) = resolve_model_with_warnings(arg)?;
@@ -31,7 +35,75 @@ pub fn resolve_model(arg: &str) -> Result<ModelSpec> {
 /// Like [`resolve_model`] but returns the warnings (to store them in a JSON result) and a
 /// description of where the config came from, instead of printing them.
 pub fn resolve_model_with_warnings(arg: &str) -> Result<(ModelSpec, String, Vec<Warning>)> {
+    let r = resolve_model_full(arg)?;
+    Ok((r.spec, r.source, r.warnings))
+}
+
+/// A resolved `<model>` argument.
+#[derive(Clone, Debug)]
+pub struct ResolvedModel {
+    pub spec: ModelSpec,
+    /// Where the spec came from (a file path or a zoo name).
+    pub source: String,
+    pub warnings: Vec<Warning>,
+    /// For a GGUF file: the real format of every matrix (pitfall 24), to cost with
+    /// `CostModel::with_formats`. `None` for a config or a built-in model.
+    pub formats: Option<TensorFormats>,
+}
+
+/// Whether `path` is a GGUF file: named `*.gguf`, or starting with the GGUF magic.
+pub fn is_gguf(path: &Path) -> bool {
+    if !path.is_file() {
+        return false;
+    }
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    {
+        return true;
+    }
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+        .is_ok_and(|()| &magic == b"GGUF")
+}
+
+fn resolve_gguf(path: &Path) -> Result<ResolvedModel> {
+    let file = GgufFile::open(path)?;
+    let source = path.display().to_string();
+    let (mut spec, mut warnings) =
+        gguf_model::model_spec(&file.header).with_context(|| source.clone())?;
+    if let Some(s) = path.file_stem() {
+        spec.name = s.to_string_lossy().into_owned();
+    }
+    let unmodelled = gguf_model::FileFormats::of(&file.header).unmodelled;
+    if let Some((name, ty)) = unmodelled.first() {
+        warnings.push(Warning {
+            code: "unmodelled_tensor_type".to_string(),
+            message: format!(
+                "{} matri{} in types the cost model does not represent (first: {name} {ty:?}); \
+                 costed with --weights instead",
+                unmodelled.len(),
+                if unmodelled.len() == 1 { "x" } else { "ces" }
+            ),
+        });
+    }
+    let formats = gguf_model::tensor_formats(&file.header);
+    Ok(ResolvedModel {
+        spec,
+        source,
+        warnings,
+        formats: Some(formats),
+    })
+}
+
+/// Resolves `<model>` like [`resolve_model_with_warnings`], and also accepts a GGUF file
+/// (`*.gguf` or a file starting with the GGUF magic), whose per-tensor formats it returns.
+pub fn resolve_model_full(arg: &str) -> Result<ResolvedModel> {
     let path = Path::new(arg);
+    if is_gguf(path) {
+        return resolve_gguf(path);
+    }
     if path.exists() {
         let file = if path.is_dir() {
             path.join("config.json")
@@ -51,7 +123,12 @@ pub fn resolve_model_with_warnings(arg: &str) -> Result<(ModelSpec, String, Vec<
         if let Some(s) = stem {
             spec.name = s.to_string_lossy().into_owned();
         }
-        return Ok((spec, file.display().to_string(), warnings));
+        return Ok(ResolvedModel {
+            spec,
+            source: file.display().to_string(),
+            warnings,
+            formats: None,
+        });
     }
     let entry = zoo::lookup(arg).with_context(|| {
         format!(
@@ -61,7 +138,12 @@ pub fn resolve_model_with_warnings(arg: &str) -> Result<(ModelSpec, String, Vec<
     let (spec, warnings) = entry
         .spec()
         .with_context(|| format!("built-in model {}", entry.name))?;
-    Ok((spec, entry.name.to_string(), warnings))
+    Ok(ResolvedModel {
+        spec,
+        source: entry.name.to_string(),
+        warnings,
+        formats: None,
+    })
 }
 
 #[derive(Serialize)]

@@ -11,7 +11,8 @@ use std::path::Path;
 
 #[derive(clap::Args, Debug, Default)]
 pub struct Args {
-    /// A config.json, a folder holding one, or a built-in model name (`rooflinebench models`).
+    /// A config.json, a folder holding one, a GGUF file, or a built-in model name
+    /// (`rooflinebench models`).
     pub model: String,
     /// Print `{"total", "embedding", "non_embedding", "active"}` as JSON.
     #[arg(long)]

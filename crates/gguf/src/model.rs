@@ -7,7 +7,7 @@
 
 use crate::arch::hf_config;
 use crate::{GgmlType, Gguf, GgufError};
-use rooflinebench_model::format::{TensorRole, WeightFormat};
+use rooflinebench_model::format::{TensorFormats, TensorRole, WeightFormat};
 use rooflinebench_model::hardware::Warning;
 use rooflinebench_model::spec::ModelSpec;
 use std::collections::BTreeMap;
@@ -119,4 +119,20 @@ impl FileFormats {
             r => get(r),
         }
     }
+}
+
+/// The real format of every matrix of `g` the cost model can represent, for
+/// `CostModel::with_formats` (pitfall 24: cost the file's types, not its label). Matrices of
+/// other types are listed in [`FileFormats::unmodelled`].
+pub fn tensor_formats(g: &Gguf) -> TensorFormats {
+    let mut f = TensorFormats::new();
+    for t in &g.tensors {
+        let Some((role, layer)) = tensor_role(&t.name) else {
+            continue;
+        };
+        if let Some(w) = weight_format(t.ty) {
+            f.insert(role, layer, w);
+        }
+    }
+    f
 }

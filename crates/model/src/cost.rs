@@ -52,7 +52,7 @@
 //! speculative decoding, padding, tensor parallelism.
 
 use crate::error::ModelError;
-use crate::format::{KvFormat, Recipe, RecipeContext, TensorRole, WeightFormat};
+use crate::format::{KvFormat, Recipe, RecipeContext, TensorFormats, TensorRole, WeightFormat};
 use crate::hardware::Precision;
 use crate::op::{OpCost, OpId, OpKind};
 use crate::spec::{Attention, LayerKind, MlaSpec, ModelSpec, QkNorm, MAX_POSITIONS};
@@ -556,6 +556,24 @@ pub struct CostModel<'a> {
 
 impl<'a> CostModel<'a> {
     pub fn new(spec: &'a ModelSpec, opts: &CostOptions) -> Result<CostModel<'a>, ModelError> {
+        Self::build(spec, opts, None)
+    }
+
+    /// Like [`CostModel::new`], but every tensor found in `formats` (a file's real per-tensor
+    /// types, PITFALLS.md #24) is costed in that format; the others follow `opts.weights`.
+    pub fn with_formats(
+        spec: &'a ModelSpec,
+        opts: &CostOptions,
+        formats: &TensorFormats,
+    ) -> Result<CostModel<'a>, ModelError> {
+        Self::build(spec, opts, Some(formats))
+    }
+
+    fn build(
+        spec: &'a ModelSpec,
+        opts: &CostOptions,
+        given: Option<&TensorFormats>,
+    ) -> Result<CostModel<'a>, ModelError> {
         spec.validate()?;
         opts.validate()?;
         let h = spec.hidden_size;
@@ -566,11 +584,14 @@ impl<'a> CostModel<'a> {
             has_output: !spec.tie_word_embeddings,
         };
         let r = opts.weights;
-        let embd = r.format_for(TensorRole::TokenEmbd, 0, h, &rctx);
+        let lookup = |role, layer| given.and_then(|g| g.get(role, layer));
+        let embd = lookup(TensorRole::TokenEmbd, None)
+            .unwrap_or_else(|| r.format_for(TensorRole::TokenEmbd, 0, h, &rctx));
         let output = if spec.tie_word_embeddings {
             embd
         } else {
-            r.format_for(TensorRole::Output, 0, h, &rctx)
+            lookup(TensorRole::Output, None)
+                .unwrap_or_else(|| r.format_for(TensorRole::Output, 0, h, &rctx))
         };
         let nh_dv = spec.num_attention_heads * spec.v_head_dim;
         let (ei, si) = spec.ffn.moe().map_or((1, 1), |m| {
@@ -595,11 +616,13 @@ impl<'a> CostModel<'a> {
         let mut groups: Vec<Group> = Vec::new();
         let mut layer_group = Vec::with_capacity(spec.layers.len());
         // A uniform recipe does not depend on the layer: resolve it once.
-        let uniform = matches!(r, Recipe::Uniform(_));
+        let uniform = matches!(r, Recipe::Uniform(_)) && given.is_none();
         let mut cached: Option<LayerFormats> = None;
         for (i, kind) in spec.layers.iter().enumerate() {
             let l = i as u64;
-            let f = |role, inner| r.format_for(role, l, inner, &rctx);
+            let f = |role, inner| {
+                lookup(role, Some(l)).unwrap_or_else(|| r.format_for(role, l, inner, &rctx))
+            };
             let fmts = match cached {
                 Some(c) => c,
                 None => LayerFormats {

@@ -21,6 +21,7 @@
 use crate::error::ModelError;
 use crate::hardware::Precision;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::fmt;
 
 /// A storage format of one weight tensor.
@@ -341,6 +342,40 @@ impl fmt::Display for Recipe {
     }
 }
 
+/// The real format of individual weight tensors, e.g. read from a GGUF file (the gguf crate
+/// fills it): labels lie, so a file is costed with its own per-tensor types (PITFALLS.md #24).
+/// Keyed by role and layer (`None` for global tensors). A tensor not in the map falls back to
+/// the [`Recipe`] of the cost options. A tied model has no `Output` entry: its head is the
+/// token embedding.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TensorFormats {
+    map: HashMap<(TensorRole, Option<u64>), WeightFormat>,
+}
+
+impl TensorFormats {
+    pub fn new() -> TensorFormats {
+        TensorFormats::default()
+    }
+
+    /// Records the format of the tensor of `role` in `layer` (`None` for global tensors).
+    pub fn insert(&mut self, role: TensorRole, layer: Option<u64>, format: WeightFormat) {
+        self.map.insert((role, layer), format);
+    }
+
+    /// The recorded format of the tensor of `role` in `layer`, if any.
+    pub fn get(&self, role: TensorRole, layer: Option<u64>) -> Option<WeightFormat> {
+        self.map.get(&(role, layer)).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
 /// The storage format of the KV cache (llama.cpp `--cache-type-k/-v`).
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
@@ -447,6 +482,50 @@ mod tests {
         assert_eq!(Recipe::parse("Q4_K_M").unwrap(), Recipe::Q4KM);
         assert!(WeightFormat::parse("q3_k").is_err());
         assert!(KvFormat::parse("q4_k").is_err());
+    }
+
+    #[test]
+    fn pitfall_24_tensor_formats_override_the_recipe_per_tensor() {
+        use crate::cost::{CostModel, CostOptions, Phase};
+        use crate::op::OpKind;
+        let (spec, _) = crate::zoo::lookup("smollm2-135m").unwrap().spec().unwrap();
+        let opts = CostOptions {
+            weights: Recipe::Uniform(WeightFormat::Q4_1),
+            ..CostOptions::default()
+        };
+        let phase = Phase::Decode { context: 16 };
+        let plain = CostModel::new(&spec, &opts).unwrap().table(phase).unwrap();
+        // An empty map changes nothing.
+        let none = TensorFormats::new();
+        let same = CostModel::with_formats(&spec, &opts, &none).unwrap();
+        assert_eq!(same.table(phase).unwrap(), plain);
+        // A Q8_0 (tied) embedding, so a Q8_0 LM head, and a Q8_0 q_proj in layer 3 only.
+        let mut f = TensorFormats::new();
+        f.insert(TensorRole::TokenEmbd, None, WeightFormat::Q8_0);
+        f.insert(TensorRole::AttnQ, Some(3), WeightFormat::Q8_0);
+        let t = CostModel::with_formats(&spec, &opts, &f)
+            .unwrap()
+            .table(phase)
+            .unwrap();
+        let bytes = |t: &crate::cost::CostTable, kind: OpKind, layer: Option<u32>| {
+            t.ops
+                .iter()
+                .find(|o| o.id.kind == kind && o.id.layer == layer)
+                .unwrap()
+                .weight_bytes
+                .0
+        };
+        let h = spec.hidden_size;
+        let v = spec.vocab_size;
+        assert_eq!(bytes(&t, OpKind::LmHead, None), v * h / 32 * 34);
+        assert_eq!(bytes(&plain, OpKind::LmHead, None), v * h / 32 * 20);
+        assert_eq!(bytes(&t, OpKind::Embedding, None), h / 32 * 34);
+        let q3 = bytes(&t, OpKind::QProj, Some(3));
+        assert_eq!(q3 * 20, bytes(&plain, OpKind::QProj, Some(3)) * 34);
+        assert_eq!(
+            bytes(&t, OpKind::QProj, Some(2)),
+            bytes(&plain, OpKind::QProj, Some(2))
+        );
     }
 
     #[test]
