@@ -214,3 +214,41 @@ fn smollm2_q4_1_file_costs_q8_0_embedding_and_q4_1_layers() {
     assert_eq!(weight_bytes(&r), expect);
     assert_eq!(weight_bytes(&r), expected_decode_weight_bytes(&p));
 }
+
+/// A whole scenario on a GGUF uses the real types for the prefill and every decode step: each
+/// of the `generate - 1` decode steps reads exactly the file's per-token weight bytes.
+#[test]
+fn scenario_on_a_gguf_costs_every_decode_step_with_real_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = synthetic_q4km(dir.path(), true, "scenario.gguf");
+    let out = bin()
+        .args([
+            "analyze",
+            p.to_str().unwrap(),
+            "--scenario",
+            "16/5",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let decode = v["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["phase"] == "decode")
+        .expect("a decode section");
+    let per_step = expected_decode_weight_bytes(&p);
+    assert_eq!(weight_bytes_of(&decode["totals"]), 4 * per_step);
+}
+
+fn weight_bytes_of(totals: &Value) -> u64 {
+    totals["weight_bytes"]
+        .as_u64()
+        .expect("totals.weight_bytes")
+}

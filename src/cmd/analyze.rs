@@ -13,7 +13,7 @@ use rooflinebench_model::format::{KvFormat, Recipe};
 use rooflinebench_model::hardware::{Precision, Warning};
 use rooflinebench_model::op::OpCost;
 use rooflinebench_model::spec::{Attention, Overrides};
-use rooflinebench_model::workload::{request_cost, Scenario};
+use rooflinebench_model::workload::{request_cost_with_formats, Scenario};
 use serde::Serialize;
 use std::path::Path;
 
@@ -291,9 +291,6 @@ pub fn run(args: Args) -> Result<()> {
     };
 
     if let Some(sc) = &args.scenario {
-        if file_formats.is_some() {
-            bail!("{source}: --scenario cannot yet use a GGUF's per-tensor types: pass --weights");
-        }
         if args.phase.is_some() || args.seq.is_some() || args.context.is_some() {
             bail!("--scenario fixes the phases: drop --phase, --seq and --context");
         }
@@ -303,7 +300,8 @@ pub fn run(args: Args) -> Result<()> {
         }
         opts.batch = scenario.batch;
         report.batch = scenario.batch;
-        let rc = request_cost(&spec, &scenario, &opts).with_context(|| source.clone())?;
+        let rc = request_cost_with_formats(&spec, &scenario, &opts, file_formats.as_ref())
+            .with_context(|| source.clone())?;
         let end = scenario.prompt.saturating_add(scenario.generate);
         if let Some(w) = beyond_max_positions(&spec, end) {
             eprintln!("warning: {source}: {}", w.message);

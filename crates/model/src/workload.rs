@@ -12,6 +12,7 @@
 
 use crate::cost::{CostModel, CostOptions, CostTable, CostTotals, Phase};
 use crate::error::ModelError;
+use crate::format::TensorFormats;
 use crate::op::OpCost;
 use crate::spec::ModelSpec;
 use crate::units::{Bytes, Flops};
@@ -144,6 +145,9 @@ pub struct RequestCost {
     pub totals: CostTotals,
     #[serde(skip)]
     spec: Option<ModelSpec>,
+    /// A file's real per-tensor formats, when the request was costed with them.
+    #[serde(skip)]
+    formats: Option<TensorFormats>,
 }
 
 impl RequestCost {
@@ -161,7 +165,7 @@ impl RequestCost {
                 reason: "outside 1 ..= generate - 1",
             });
         }
-        CostModel::new(spec, &self.options)?.table(Phase::Decode {
+        model_for(spec, &self.options, self.formats.as_ref())?.table(Phase::Decode {
             context: self.scenario.decode_context(j),
         })
     }
@@ -179,6 +183,28 @@ pub fn request_cost(
     scenario: &Scenario,
     opts: &CostOptions,
 ) -> Result<RequestCost, ModelError> {
+    request_cost_with_formats(spec, scenario, opts, None)
+}
+
+fn model_for<'a>(
+    spec: &'a ModelSpec,
+    opts: &CostOptions,
+    formats: Option<&TensorFormats>,
+) -> Result<CostModel<'a>, ModelError> {
+    match formats {
+        Some(f) => CostModel::with_formats(spec, opts, f),
+        None => CostModel::new(spec, opts),
+    }
+}
+
+/// [`request_cost`] with a file's real per-tensor formats (PITFALLS.md #24): every tensor found
+/// in `formats` is costed in its stored type, the others follow `opts.weights`.
+pub fn request_cost_with_formats(
+    spec: &ModelSpec,
+    scenario: &Scenario,
+    opts: &CostOptions,
+    formats: Option<&TensorFormats>,
+) -> Result<RequestCost, ModelError> {
     let scenario = Scenario::new(
         &scenario.name,
         scenario.prompt,
@@ -189,7 +215,7 @@ pub fn request_cost(
         batch: scenario.batch,
         ..*opts
     };
-    let model = CostModel::new(spec, &options)?;
+    let model = model_for(spec, &options, formats)?;
     let prefill = model.table(Phase::Prefill {
         tokens: scenario.prompt,
         cached: 0,
@@ -246,6 +272,7 @@ pub fn request_cost(
         decode_totals,
         totals,
         spec: Some(spec.clone()),
+        formats: formats.cloned(),
     })
 }
 
