@@ -2,7 +2,11 @@
 
 mod cmd;
 mod hw;
+mod import;
 mod output;
+mod report;
+mod result;
+mod sweep;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -24,6 +28,8 @@ enum Command {
     Params(cmd::params::Args),
     /// Per-operator FLOPs and bytes of a phase or a whole scenario.
     Analyze(cmd::analyze::Args),
+    /// Run a model with the built-in engine and time every operator against its roofline.
+    Bench(cmd::bench::Args),
     /// Measure this device's compute and bandwidth ceilings.
     Probe(cmd::probe::Args),
     /// List the built-in device profiles (spec sheets and published measurements).
@@ -32,6 +38,13 @@ enum Command {
     Report(cmd::report::Args),
     /// Compare models on one device, or one workload across devices.
     Compare(cmd::compare::Args),
+    /// Show what a GGUF file holds: architecture, hyperparameters, tensors per real type.
+    Inspect(cmd::inspect::Args),
+    /// Import measurements from other tools (llama.cpp's llama-bench) onto a device's roofline.
+    #[command(subcommand_required = true)]
+    Import(cmd::import::Args),
+    /// Run the paper's experiment families (scenarios, depth, precision, attention, devices), resumably.
+    Sweep(cmd::sweep::Args),
 }
 
 fn main() -> ExitCode {
@@ -42,10 +55,14 @@ fn main() -> ExitCode {
         Some(Command::Models(a)) => cmd::models::run(a),
         Some(Command::Params(a)) => cmd::params::run(a),
         Some(Command::Analyze(a)) => cmd::analyze::run(a),
+        Some(Command::Bench(a)) => cmd::bench::run(a),
         Some(Command::Probe(a)) => cmd::probe::run(a),
         Some(Command::Devices(a)) => cmd::devices::run(a),
         Some(Command::Report(a)) => cmd::report::run(a),
         Some(Command::Compare(a)) => cmd::compare::run(a),
+        Some(Command::Inspect(a)) => cmd::inspect::run(a),
+        Some(Command::Import(a)) => cmd::import::run(a),
+        Some(Command::Sweep(a)) => cmd::sweep::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,2 +1,34 @@
 //! Measurement harness: timing, warm-up, repetitions, statistics, host description and the
 //! hardware-ceilings probe. It measures; interpretation lives in `rooflinebench-model`.
+//!
+//! Entry point: [`probe::run_probe`] returns a
+//! [`rooflinebench_model::hardware::HardwareProfile`]; [`table::render`] prints one.
+
+pub mod host;
+pub mod load;
+pub mod peaks;
+pub mod probe;
+pub mod stats;
+pub mod sweep;
+pub mod table;
+pub mod team;
+pub mod timer;
+
+use rooflinebench_kernels::ceiling::CeilingError;
+use rooflinebench_kernels::isa::IsaError;
+
+/// Why a probe cannot run. Measurement-quality problems are not errors: they are warnings in
+/// the profile.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("--threads must list counts of at least 1 (got 0)")]
+    ThreadsZero,
+    #[error("--threads {requested} is more than the {available} CPUs this process may use")]
+    TooManyThreads { requested: u32, available: u32 },
+    #[error("cannot list the CPUs this process may run on, so threads cannot be pinned")]
+    NoCores,
+    #[error(transparent)]
+    Isa(#[from] IsaError),
+    #[error(transparent)]
+    Kernel(#[from] CeilingError),
+}

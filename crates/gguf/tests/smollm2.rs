@@ -119,12 +119,18 @@ fn smollm2_quantized_gemv_matches_dequantized_product() {
     use rooflinebench_kernels::quant::{Q8Activations, QuantIsa, QuantMatrix};
     let Some(p) = smollm2_path() else { return };
     let f = GgufFile::open(&p).unwrap();
-    for name in ["blk.0.attn_q.weight", "blk.5.ffn_down.weight", "token_embd.weight"] {
+    for name in [
+        "blk.0.attn_q.weight",
+        "blk.5.ffn_down.weight",
+        "token_embd.weight",
+    ] {
         let (t, data) = f.tensor_data(name).unwrap();
         let (cols, rows) = (t.dims[0] as usize, t.dims[1] as usize);
         let q = t.ty.quant().unwrap();
         let m = QuantMatrix::new(q, rows, cols, data).unwrap();
-        let x: Vec<f32> = (0..cols).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+        let x: Vec<f32> = (0..cols)
+            .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+            .collect();
         let xa = Q8Activations::from_f32(q.act_kind(), &x, 1, cols).unwrap();
         let mut row = vec![0.0f32; cols];
         let rows_checked = rows.min(512);
@@ -143,8 +149,14 @@ fn smollm2_quantized_gemv_matches_dequantized_product() {
                 .zip(&y)
                 .map(|(e, &g)| (e - g as f64).abs())
                 .fold(0.0f64, f64::max);
-            eprintln!("{name} ({}) on {isa}: max error {:.2e} of rms {scale:.3}", t.ty, err);
-            assert!(err < 0.02 * scale, "{name} on {isa}: error {err} vs scale {scale}");
+            eprintln!(
+                "{name} ({}) on {isa}: max error {:.2e} of rms {scale:.3}",
+                t.ty, err
+            );
+            assert!(
+                err < 0.02 * scale,
+                "{name} on {isa}: error {err} vs scale {scale}"
+            );
         }
     }
 }

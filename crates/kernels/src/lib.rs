@@ -6,3 +6,4 @@
 pub mod ceiling;
 pub mod engine;
 pub mod isa;
+pub mod quant;

@@ -1,0 +1,692 @@
+//! Measuring a model: prefill of N tokens, and decode steps at a real depth D (after a real
+//! prefill to D, PITFALLS.md #15), with warm-up, repetitions and every sample kept.
+//!
+//! Procedure. Weights are generated (or read) and every buffer written before anything is
+//! timed (PITFALLS.md #23, #14). Prefill: each repetition empties the cache and runs the N
+//! prompt tokens as one forward pass. Decode: one untimed prefill of D tokens fills the cache;
+//! each repetition rewinds the cache to D and runs G single-token steps (contexts `D+1 ..= D+G`
+//! in the cost model's convention); its sample is the sum of the G steps. Warm-up repetitions
+//! run the same way and are discarded. Times are wall-clock around each forward pass and around
+//! each operator ([`TimingRecorder`]); the difference (loop glue, recorder overhead) is reported
+//! as `unattributed_seconds`.
+//!
+//! Work and traffic come from the cost model for the same [`OpId`] and phase (decode: the sum
+//! of the G steps' tables), with the engine's real formats: weights in the run's dtype, KV cache
+//! f32, activations f32, LM head on the last token. Every operator the engine runs is checked
+//! against the cost table in both directions; a mismatch is a warning here and a test failure
+//! in `tests/`. The arithmetic path of every engine operator is f32 (16-bit weights are widened
+//! in registers), so predictions use the f32 compute roof.
+
+use crate::arch::ModelDef;
+use crate::error::EngineError;
+use crate::model::Logits;
+use crate::recorder::TimingRecorder;
+use crate::{load, LoadOptions, WeightsFrom};
+use rooflinebench_kernels::engine::WeightDtype;
+use rooflinebench_kernels::isa::Isa;
+use rooflinebench_model::cost::{CostModel, CostOptions, CostTable, Phase};
+use rooflinebench_model::format::{KvFormat, Recipe, WeightFormat};
+use rooflinebench_model::hardware::{Precision, Warning};
+use rooflinebench_model::measure::{MeasuredPoint, SampleSummary, Scope};
+use rooflinebench_model::op::{OpCost, OpId, OpKind};
+use rooflinebench_model::roofline::{predict_op, Bound, Ceilings};
+use rooflinebench_model::units::{Bytes, Flops};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+/// Version of the bench result JSON; bump on any incompatible change.
+pub const BENCH_SCHEMA_VERSION: u32 = 1;
+
+/// What to measure and how.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub weights: WeightsFrom,
+    /// Weight dtype; `None`: the checkpoint's own, f32 for random weights.
+    pub dtype: Option<WeightDtype>,
+    /// Prompt tokens of the prefill phase (0: no prefill phase).
+    pub prompt: usize,
+    /// Context depth decode starts at (a real prefill of this many tokens precedes it).
+    pub depth: usize,
+    /// Decode steps per repetition (0: no decode phase).
+    pub gen: usize,
+    pub reps: usize,
+    pub warmup: usize,
+    pub threads: usize,
+    /// Kernel ISA; `None`: the best available (or `ROOFLINEBENCH_FORCE_ISA`).
+    pub isa: Option<Isa>,
+    /// Seed of the token ids fed to the model.
+    pub token_seed: u64,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            weights: WeightsFrom::Random { seed: 0 },
+            dtype: None,
+            prompt: 128,
+            depth: 128,
+            gen: 8,
+            reps: 5,
+            warmup: 1,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            isa: None,
+            token_seed: 1,
+        }
+    }
+}
+
+impl BenchOptions {
+    /// A run of a few seconds for a small model (what `rooflinebench run` needs): prefill of 32
+    /// tokens, 4 decode steps at depth 32, 3 repetitions after 1 warm-up, random f32 weights.
+    pub fn quick(threads: usize) -> BenchOptions {
+        BenchOptions {
+            prompt: 32,
+            depth: 32,
+            gen: 4,
+            reps: 3,
+            warmup: 1,
+            threads,
+            ..BenchOptions::default()
+        }
+    }
+}
+
+/// One operator of one phase, over all repetitions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OpResult {
+    pub id: OpId,
+    /// `L3.q_proj`-style name.
+    pub name: String,
+    /// The arithmetic path executed (always f32 in this engine).
+    pub compute: Precision,
+    /// Per repetition, from the cost model.
+    pub flops: Flops,
+    pub bytes: Bytes,
+    /// Per-repetition durations (decode: summed over the repetition's steps).
+    pub seconds: SampleSummary,
+    #[serde(default)]
+    pub predicted_seconds: Option<f64>,
+    #[serde(default)]
+    pub attainable_flops_per_second: Option<f64>,
+    /// `predicted / measured` (1.0 = on the roof).
+    #[serde(default)]
+    pub roof_fraction: Option<f64>,
+    #[serde(default)]
+    pub bound: Option<Bound>,
+}
+
+/// One phase (prefill, or decode at a depth) over all repetitions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PhaseResult {
+    /// `"prefill"` or `"decode"`.
+    pub phase: String,
+    /// New tokens per repetition (prompt length, or decode steps).
+    pub tokens: u64,
+    /// Forward passes per repetition (1 for prefill, the step count for decode).
+    pub steps: u64,
+    /// Positions cached before the phase (prefill) or the depth decode starts at.
+    pub depth: u64,
+    /// Cost-model contexts of the first and last decode step (`depth + 1 ..= depth + steps`);
+    /// for prefill the positions after it.
+    pub context_first: u64,
+    pub context_last: u64,
+    /// Wall time per repetition.
+    pub seconds: SampleSummary,
+    /// Per repetition, from the cost model.
+    pub flops: Flops,
+    pub bytes: Bytes,
+    pub weight_bytes: Bytes,
+    pub kv_bytes: Bytes,
+    /// Median repetition time minus the sum of the operators' medians.
+    pub unattributed_seconds: f64,
+    pub ops: Vec<OpResult>,
+    #[serde(default)]
+    pub predicted_seconds: Option<f64>,
+    #[serde(default)]
+    pub roof_fraction: Option<f64>,
+}
+
+impl PhaseResult {
+    /// Seconds per token at the median (decode: per step; prefill: per prompt token).
+    pub fn seconds_per_token(&self) -> f64 {
+        self.seconds.median / self.tokens.max(1) as f64
+    }
+
+    /// Operators summed over layers, one row per kind in execution order, with per-repetition
+    /// samples summed before taking the median.
+    pub fn by_kind(&self) -> Vec<KindResult> {
+        let mut out: Vec<KindResult> = Vec::new();
+        for op in &self.ops {
+            let row = match out.iter_mut().position(|k| k.kind == op.id.kind) {
+                Some(i) => &mut out[i],
+                None => {
+                    out.push(KindResult {
+                        kind: op.id.kind,
+                        count: 0,
+                        flops: Flops::ZERO,
+                        bytes: Bytes::ZERO,
+                        samples: vec![0.0; op.seconds.samples.len()],
+                        predicted_seconds: Some(0.0),
+                    });
+                    out.last_mut().expect("just pushed")
+                }
+            };
+            row.count += 1;
+            row.flops += op.flops;
+            row.bytes += op.bytes;
+            for (a, b) in row.samples.iter_mut().zip(&op.seconds.samples) {
+                *a += b;
+            }
+            row.predicted_seconds = match (row.predicted_seconds, op.predicted_seconds) {
+                (Some(a), Some(b)) => Some(a + b),
+                _ => None,
+            };
+        }
+        out
+    }
+}
+
+/// One operator kind of a phase, summed over layers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KindResult {
+    pub kind: OpKind,
+    /// Operator instances (layers).
+    pub count: usize,
+    pub flops: Flops,
+    pub bytes: Bytes,
+    /// Per-repetition sums.
+    pub samples: Vec<f64>,
+    pub predicted_seconds: Option<f64>,
+}
+
+impl KindResult {
+    pub fn median(&self) -> f64 {
+        median(&self.samples)
+    }
+}
+
+/// The roof the predictions were made against.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoofInfo {
+    pub profile: String,
+    pub source: String,
+    pub dram_bytes_per_second: f64,
+    pub f32_flops_per_second: f64,
+}
+
+/// Everything one `bench` run measured.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BenchResult {
+    pub schema_version: u32,
+    pub model: String,
+    pub model_type: String,
+    /// Weight dtype of the run.
+    pub weights: String,
+    /// `random (seed N)` or the checkpoint path.
+    pub weights_source: String,
+    pub kv_cache: String,
+    pub threads: u32,
+    pub isa: String,
+    /// `rooflinebench-engine <version> <isa>`.
+    pub engine: String,
+    pub reps: u64,
+    pub warmup: u64,
+    /// Building the model (not timed in any phase).
+    pub load_seconds: f64,
+    pub phases: Vec<PhaseResult>,
+    #[serde(default)]
+    pub roof: Option<RoofInfo>,
+    pub warnings: Vec<Warning>,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => s[n / 2],
+        _ => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+fn summary(samples: Vec<f64>) -> Result<SampleSummary, EngineError> {
+    // A sub-nanosecond operator (an empty residual, say) would read as zero; clamp to 1 ns.
+    Ok(SampleSummary::from_samples(
+        samples.into_iter().map(|s| s.max(1e-9)).collect(),
+    )?)
+}
+
+/// Cost options describing what this engine really runs.
+pub fn cost_options(dtype: WeightDtype) -> CostOptions {
+    let fmt = match dtype {
+        WeightDtype::F32 => WeightFormat::F32,
+        WeightDtype::F16 => WeightFormat::F16,
+        WeightDtype::Bf16 => WeightFormat::Bf16,
+    };
+    CostOptions {
+        weights: Recipe::Uniform(fmt),
+        kv: KvFormat::F32,
+        activation_bytes: 4,
+        lm_head_all_tokens: false,
+        ..CostOptions::default()
+    }
+}
+
+/// Operators executed but not costed, and costed but not executed.
+pub fn coverage(executed: &[OpId], table: &[OpCost]) -> (Vec<OpId>, Vec<OpId>) {
+    let ex: BTreeSet<OpId> = executed.iter().copied().collect();
+    let co: BTreeSet<OpId> = table.iter().map(|o| o.id).collect();
+    (
+        ex.difference(&co).copied().collect(),
+        co.difference(&ex).copied().collect(),
+    )
+}
+
+fn token_ids(seed: u64, n: usize, vocab: u64) -> Vec<u32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5851_F42D_4C95_7F2D;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s % vocab.max(1)) as u32
+        })
+        .collect()
+}
+
+/// Raw samples of one phase before costing.
+struct Raw {
+    totals: Vec<f64>,
+    /// Per repetition, per operator (same order every repetition).
+    ops: Vec<Vec<(OpId, f64)>>,
+}
+
+/// Measures `def` as `opts` says. The model is built first (weights written), then each phase
+/// is warmed up and repeated.
+pub fn run_bench(def: &ModelDef, opts: &BenchOptions) -> Result<BenchResult, EngineError> {
+    if opts.reps == 0 {
+        return Err(EngineError::bad_option(
+            "reps",
+            0,
+            "at least one repetition is needed",
+        ));
+    }
+    if opts.threads == 0 {
+        return Err(EngineError::bad_option(
+            "threads",
+            0,
+            "at least one thread is needed",
+        ));
+    }
+    if opts.prompt == 0 && opts.gen == 0 {
+        return Err(EngineError::bad_option(
+            "prompt",
+            0,
+            "nothing to measure: give a prompt length, decode steps (--gen), or both",
+        ));
+    }
+    let max_pos = def.spec.max_position_embeddings as usize;
+    if max_pos > 0 {
+        if opts.prompt > max_pos {
+            return Err(EngineError::bad_option(
+                "prompt",
+                opts.prompt,
+                format!(
+                    "longer than the model's maximum context (max_position_embeddings = {max_pos})"
+                ),
+            ));
+        }
+        if opts.gen > 0 && opts.depth.saturating_add(opts.gen) > max_pos {
+            return Err(EngineError::bad_option(
+                "depth + gen",
+                opts.depth.saturating_add(opts.gen),
+                format!("beyond the model's maximum context (max_position_embeddings = {max_pos})"),
+            ));
+        }
+    }
+    let decode_positions = if opts.gen > 0 {
+        opts.depth.saturating_add(opts.gen)
+    } else {
+        0
+    };
+    let positions = opts.prompt.max(decode_positions);
+    let max_tokens = opts
+        .prompt
+        .max(if opts.gen > 0 { opts.depth } else { 0 })
+        .max(1);
+
+    let t_load = Instant::now();
+    let (mut model, mut cache) = load(
+        def,
+        &opts.weights,
+        &LoadOptions {
+            dtype: opts.dtype,
+            threads: opts.threads,
+            isa: opts.isa,
+            positions,
+            max_tokens,
+        },
+    )?;
+    let load_seconds = t_load.elapsed().as_secs_f64();
+    let dtype = model.weights.dtype;
+    let isa = model.isa();
+    let spec = &def.spec;
+    let tokens = token_ids(opts.token_seed, positions.max(1), spec.vocab_size);
+    let cm = CostModel::new(spec, &cost_options(dtype))?;
+    let mut warnings = Vec::new();
+    let mut phases = Vec::new();
+    let mut rec = TimingRecorder::new();
+
+    if opts.prompt > 0 {
+        let prompt = &tokens[..opts.prompt];
+        let mut run = |rec: &mut TimingRecorder| -> Result<f64, EngineError> {
+            cache.truncate(0);
+            let t0 = Instant::now();
+            model.forward(prompt, &mut cache, Logits::Last, rec)?;
+            Ok(t0.elapsed().as_secs_f64())
+        };
+        for _ in 0..opts.warmup {
+            run(&mut rec)?;
+            rec.take();
+        }
+        let mut raw = Raw {
+            totals: vec![],
+            ops: vec![],
+        };
+        for _ in 0..opts.reps {
+            raw.totals.push(run(&mut rec)?);
+            raw.ops.push(rec.take());
+        }
+        let table = cm.table(Phase::Prefill {
+            tokens: opts.prompt as u64,
+            cached: 0,
+        })?;
+        phases.push(assemble(
+            "prefill",
+            opts.prompt as u64,
+            1,
+            0,
+            &[table],
+            raw,
+            &mut warnings,
+        )?);
+    }
+
+    if opts.gen > 0 {
+        let depth = opts.depth;
+        cache.truncate(0);
+        if depth > 0 {
+            model.forward(
+                &tokens[..depth],
+                &mut cache,
+                Logits::Last,
+                &mut crate::NoopRecorder,
+            )?;
+        }
+        let steps = &tokens[..opts.gen];
+        let mut run = |rec: &mut TimingRecorder| -> Result<f64, EngineError> {
+            cache.truncate(depth);
+            let mut total = 0.0;
+            for tok in steps {
+                let t0 = Instant::now();
+                model.forward(std::slice::from_ref(tok), &mut cache, Logits::Last, rec)?;
+                total += t0.elapsed().as_secs_f64();
+            }
+            Ok(total)
+        };
+        for _ in 0..opts.warmup {
+            run(&mut rec)?;
+            rec.take();
+        }
+        let mut raw = Raw {
+            totals: vec![],
+            ops: vec![],
+        };
+        for _ in 0..opts.reps {
+            raw.totals.push(run(&mut rec)?);
+            raw.ops.push(rec.take());
+        }
+        let tables = (1..=opts.gen as u64)
+            .map(|s| {
+                cm.table(Phase::Decode {
+                    context: depth as u64 + s,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        phases.push(assemble(
+            "decode",
+            opts.gen as u64,
+            opts.gen as u64,
+            depth as u64,
+            &tables,
+            raw,
+            &mut warnings,
+        )?);
+    }
+
+    for p in &phases {
+        let spread = (p.seconds.max - p.seconds.min) / p.seconds.median;
+        if p.seconds.samples.len() >= 3 && spread > 0.2 {
+            warnings.push(Warning {
+                code: "high_variance".into(),
+                message: format!(
+                    "{} repetitions spread by {:.0}% of the median: the machine is busy or \
+                     throttling; close other programs or raise --reps",
+                    p.phase,
+                    spread * 100.0
+                ),
+            });
+        }
+    }
+
+    Ok(BenchResult {
+        schema_version: BENCH_SCHEMA_VERSION,
+        model: spec.name.clone(),
+        model_type: spec.model_type.clone(),
+        weights: dtype.name().to_string(),
+        weights_source: match &opts.weights {
+            WeightsFrom::Random { seed } => format!("random (seed {seed})"),
+            WeightsFrom::Safetensors(p) => p.display().to_string(),
+        },
+        kv_cache: "f32".into(),
+        threads: model.threads() as u32,
+        isa: isa.name().to_string(),
+        engine: format!(
+            "rooflinebench-engine {} {}",
+            env!("CARGO_PKG_VERSION"),
+            isa.name()
+        ),
+        reps: opts.reps as u64,
+        warmup: opts.warmup as u64,
+        load_seconds,
+        phases,
+        roof: None,
+        warnings,
+    })
+}
+
+/// Joins raw samples with the summed cost tables of the phase's steps.
+fn assemble(
+    phase: &str,
+    tokens: u64,
+    steps: u64,
+    depth: u64,
+    tables: &[CostTable],
+    raw: Raw,
+    warnings: &mut Vec<Warning>,
+) -> Result<PhaseResult, EngineError> {
+    // Sum each operator's cost over the steps.
+    let mut costs: Vec<OpCost> = Vec::new();
+    for t in tables {
+        for op in &t.ops {
+            match costs.iter_mut().find(|c| c.id == op.id) {
+                Some(c) => {
+                    c.flops += op.flops;
+                    c.weight_bytes += op.weight_bytes;
+                    c.act_read_bytes += op.act_read_bytes;
+                    c.act_write_bytes += op.act_write_bytes;
+                    c.kv_read_bytes += op.kv_read_bytes;
+                    c.kv_write_bytes += op.kv_write_bytes;
+                }
+                None => costs.push(*op),
+            }
+        }
+    }
+    let executed: Vec<OpId> = raw
+        .ops
+        .first()
+        .map(|r| r.iter().map(|(id, _)| *id).collect())
+        .unwrap_or_default();
+    let (extra, missing) = coverage(&executed, &costs);
+    if !extra.is_empty() || !missing.is_empty() {
+        let names = |v: &[OpId]| {
+            v.iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        warnings.push(Warning {
+            code: "op_mismatch".into(),
+            message: format!(
+                "{phase}: the engine and the cost model disagree on the operators (executed but \
+                 not costed: [{}]; costed but not executed: [{}]); this is a bug, please report it",
+                names(&extra),
+                names(&missing)
+            ),
+        });
+    }
+    let mut ops = Vec::with_capacity(costs.len());
+    let mut op_median_sum = 0.0;
+    for c in &costs {
+        let samples: Vec<f64> = raw
+            .ops
+            .iter()
+            .map(|rep| {
+                rep.iter()
+                    .find(|(id, _)| *id == c.id)
+                    .map_or(0.0, |(_, s)| *s)
+            })
+            .collect();
+        let seconds = summary(samples)?;
+        op_median_sum += seconds.median;
+        ops.push(OpResult {
+            id: c.id,
+            name: c.id.to_string(),
+            compute: Precision::F32,
+            flops: c.flops,
+            bytes: c.bytes(),
+            seconds,
+            predicted_seconds: None,
+            attainable_flops_per_second: None,
+            roof_fraction: None,
+            bound: None,
+        });
+    }
+    let seconds = summary(raw.totals)?;
+    let flops = costs.iter().map(|c| c.flops).sum();
+    let bytes = costs.iter().map(|c| c.bytes()).sum();
+    let weight_bytes = costs.iter().map(|c| c.weight_bytes).sum();
+    let kv_bytes = costs
+        .iter()
+        .map(|c| c.kv_read_bytes + c.kv_write_bytes)
+        .sum();
+    let (context_first, context_last) = if phase == "decode" {
+        (depth + 1, depth + steps)
+    } else {
+        (tokens, tokens)
+    };
+    Ok(PhaseResult {
+        phase: phase.to_string(),
+        tokens,
+        steps,
+        depth,
+        context_first,
+        context_last,
+        unattributed_seconds: seconds.median - op_median_sum,
+        seconds,
+        flops,
+        bytes,
+        weight_bytes,
+        kv_bytes,
+        ops,
+        predicted_seconds: None,
+        roof_fraction: None,
+    })
+}
+
+impl BenchResult {
+    /// Fills every prediction and roof fraction from `ceilings` (f32 compute roof, DRAM or the
+    /// ceilings' level policy).
+    pub fn evaluate(&mut self, ceilings: &Ceilings) {
+        let f32_peak = ceilings.peak_for(Precision::F32).1;
+        self.roof = Some(RoofInfo {
+            profile: ceilings.profile.clone(),
+            source: ceilings.source.name().to_string(),
+            dram_bytes_per_second: ceilings.dram().0,
+            f32_flops_per_second: f32_peak.0,
+        });
+        for p in &mut self.phases {
+            let mut total = 0.0;
+            for op in &mut p.ops {
+                let mut cost = OpCost::zero(op.id, Precision::F32);
+                cost.flops = op.flops;
+                cost.act_read_bytes = op.bytes;
+                let (pred, _) = predict_op(&cost, ceilings);
+                total += pred.seconds.0;
+                op.predicted_seconds = Some(pred.seconds.0);
+                op.attainable_flops_per_second = Some(pred.attainable_flops_per_second.0);
+                op.roof_fraction = Some(pred.seconds.0 / op.seconds.median);
+                op.bound = Some(pred.bound);
+            }
+            p.predicted_seconds = Some(total);
+            p.roof_fraction = Some(total / p.seconds.median);
+        }
+    }
+
+    /// Measured points for the report: one per phase (per repetition of the phase: decode
+    /// counts the G steps together), and one per operator kind summed over layers.
+    pub fn points(&self) -> Result<Vec<MeasuredPoint>, EngineError> {
+        let mut out = Vec::new();
+        for p in &self.phases {
+            let label = match p.phase.as_str() {
+                "decode" => format!("decode@{} x{}", p.depth, p.steps),
+                _ => format!("prefill {}", p.tokens),
+            };
+            let context = if p.phase == "decode" {
+                p.context_first
+            } else {
+                0
+            };
+            let base = MeasuredPoint {
+                label: label.clone(),
+                scope: Scope::Phase,
+                op: None,
+                phase: p.phase.clone(),
+                context,
+                tokens: p.tokens,
+                batch: 1,
+                threads: self.threads,
+                engine: self.engine.clone(),
+                compute: Precision::F32,
+                flops: p.flops,
+                bytes: p.bytes,
+                seconds: p.seconds.clone(),
+            };
+            for k in p.by_kind() {
+                out.push(MeasuredPoint {
+                    label: format!("{} {label}", k.kind.name()),
+                    scope: Scope::Operator,
+                    op: Some(OpId::global(k.kind)),
+                    flops: k.flops,
+                    bytes: k.bytes,
+                    seconds: summary(k.samples.clone())?,
+                    ..base.clone()
+                });
+            }
+            out.insert(out.len() - p.by_kind().len(), base);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,85 @@
+//! Single-thread throughput of the quantized GEMV (decode) and GEMM (prefill) kernels.
+//!
+//! `cargo run --release -p rooflinebench-kernels --example quant_gemv [rows] [cols]`
+//!
+//! Prints GB/s of weight bytes for GEMV on a matrix larger than L2 (default 8192 x 4096), per
+//! format and ISA, and GEMM throughput for 64 activation rows next to 64 separate GEMVs. A
+//! printout, not a test: timings are noisy on a shared machine.
+
+use rooflinebench_kernels::quant::{quantize, Q8Activations, QuantIsa, QuantMatrix, QuantType};
+use std::time::Instant;
+
+fn rand_vec(n: usize, mut s: u64) -> Vec<f32> {
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+/// Best of `reps` timings of `f`, in seconds.
+fn best_of(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    // An optional non-numeric argument keeps only that format, e.g. `q4_0`.
+    let only = std::env::args().skip(1).find_map(|a| QuantType::parse(&a));
+    let rows = args.first().copied().unwrap_or(8192);
+    let cols = args.get(1).copied().unwrap_or(4096);
+    let m = 64;
+    println!("GEMV {rows} x {cols}, 1 thread; GEMM with {m} activation rows");
+    println!(
+        "{:<6} {:<11} {:>9} {:>12} {:>14} {:>14} {:>8}",
+        "format", "isa", "MB", "gemv GB/s", "gemv GMAC/s", "gemm GMAC/s", "gemm/gemv"
+    );
+    for ty in [
+        QuantType::Q8_0,
+        QuantType::Q4_0,
+        QuantType::Q4_1,
+        QuantType::Q5_0,
+        QuantType::Q4K,
+        QuantType::Q5K,
+        QuantType::Q6K,
+    ] {
+        if only.is_some_and(|o| o != ty) {
+            continue;
+        }
+        let w = quantize(ty, &rand_vec(rows * cols, 1)).expect("whole blocks");
+        let mat = QuantMatrix::new(ty, rows, cols, &w).expect("consistent matrix");
+        let x1 = Q8Activations::from_f32(ty.act_kind(), &rand_vec(cols, 2), 1, cols).expect("x");
+        let xm =
+            Q8Activations::from_f32(ty.act_kind(), &rand_vec(m * cols, 3), m, cols).expect("x");
+        let mut y1 = vec![0.0f32; rows];
+        let mut ym = vec![0.0f32; m * rows];
+        for isa in QuantIsa::all_available() {
+            let t1 = best_of(5, || mat.gemm_with(isa, &x1, 1, &mut y1, 1).expect("gemv"));
+            let tm = best_of(2, || mat.gemm_with(isa, &xm, m, &mut ym, 1).expect("gemm"));
+            let macs = (rows * cols) as f64;
+            println!(
+                "{:<6} {:<11} {:>9.1} {:>12.2} {:>14.2} {:>14.2} {:>8.2}",
+                ty.name(),
+                isa.name(),
+                w.len() as f64 / 1e6,
+                w.len() as f64 / t1 / 1e9,
+                macs / t1 / 1e9,
+                macs * m as f64 / tm / 1e9,
+                (t1 * m as f64) / tm
+            );
+        }
+    }
+}
