@@ -28,6 +28,9 @@ fn run_into(dir: &Path, hw: &str, measurements: bool) {
         .arg(dir);
     if measurements {
         cmd.arg("--measurements").arg(fixture("measurements.json"));
+    } else {
+        // The engine's own measurement is tested once, in `run_measures_with_the_engine`.
+        cmd.arg("--no-engine");
     }
     cmd.assert()
         .success()
@@ -341,4 +344,34 @@ fn compare_ranks_measured_points_from_results() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("no measured points"));
+}
+
+/// Without `--measurements` or `--no-engine`, `run` measures the model with the built-in engine
+/// and the result carries measured phase and operator points.
+#[test]
+fn run_measures_with_the_engine() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    bin()
+        .args(["run", "--hw"])
+        .arg(fixture("test-cpu.json"))
+        .args(["--weights", "f32", "--scenario", "64/8", "--no-png", "-o"])
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("measured points: "));
+    let v = read_json(&out.join("result.json"));
+    let text = v.to_string();
+    assert!(
+        text.contains("\"scope\":\"phase\""),
+        "no measured phase point"
+    );
+    assert!(
+        text.contains("\"scope\":\"operator\""),
+        "no measured operator point"
+    );
+    assert!(
+        !text.contains("no_engine"),
+        "engine warning in an engine run"
+    );
 }
