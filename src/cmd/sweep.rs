@@ -217,6 +217,12 @@ fn compute_point(
         )?),
         _ => None,
     };
+    #[allow(unused_mut)]
+    let mut notes = p.notes.clone();
+    #[cfg(feature = "llamacpp")]
+    if measured.is_some() && engine == EngineArg::Llamacpp {
+        notes.extend(crate::sweep::llamacpp::build_warning());
+    }
     Ok(SweepPoint {
         schema_version: POINT_SCHEMA_VERSION,
         kind: POINT_KIND.to_string(),
@@ -236,7 +242,7 @@ fn compute_point(
         fingerprint: fingerprint.to_string(),
         predicted,
         measured,
-        notes: p.notes.clone(),
+        notes,
         created_utc: crate::result::utc_now(),
     })
 }
@@ -315,6 +321,12 @@ pub fn run(args: Args) -> Result<()> {
         warmup: args.warmup,
         gen_steps: args.gen_steps,
     };
+    #[cfg(feature = "llamacpp")]
+    if args.engine == EngineArg::Llamacpp {
+        if let Some(w) = crate::sweep::llamacpp::build_warning() {
+            eprintln!("warning: {w}");
+        }
+    }
     let engine = match args.engine {
         EngineArg::None => None,
         EngineArg::Builtin => Some(EngineKind::Builtin),

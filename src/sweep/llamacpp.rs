@@ -118,6 +118,24 @@ fn secs(samples: Vec<f64>) -> Result<SampleSummary> {
     )?)
 }
 
+/// Why this build's llama.cpp is slower than it could be on this CPU, if it is: llama-cpp-sys-2
+/// compiles llama.cpp for the Rust target's CPU features, so without `-C target-cpu=native`
+/// it is built for baseline x86-64 (SSE2) and runs several times below its real speed.
+pub fn build_warning() -> Option<String> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if !cfg!(target_feature = "avx2") && std::arch::is_x86_feature_detected!("avx2") {
+            return Some(
+                "llama.cpp in this build was compiled without AVX2 (no -C target-cpu=native): \
+                 its timings are far below what llama.cpp does on this CPU. Rebuild with \
+                 RUSTFLAGS=\"-C target-cpu=native\" cargo build --release --features llamacpp"
+                    .to_string(),
+            );
+        }
+    }
+    None
+}
+
 /// Measures `p` with llama.cpp.
 pub fn measure_llamacpp(p: &PointPlan, m: &MeasureSettings, cache: &Path) -> Result<Measured> {
     let path = gguf_for(p, cache)?;
