@@ -43,48 +43,14 @@ THREAD_LIST=$(echo "$THREADS" | tr ' ' ',')
 echo "== probe (threads $THREAD_LIST)" >&2
 "$RB" probe --threads "$THREAD_LIST" -o "$OUT/probe.json" >&2
 
-declare -A OURS
-for T in $THREADS; do
-  for W in f32 bf16; do
-    echo "== ours: decode $W, depth $DEPTH, $T threads" >&2
-    "$RB" bench "$MODEL" --weights "$W" --prompt 0 --depth "$DEPTH" --gen "$GEN" --reps "$REPS" \
-      --warmup 1 --threads "$T" --hw "$OUT/probe.json" --json -o "$OUT/decode-$W-t$T.json" >/dev/null
-    f="$OUT/decode-$W-t$T.json"
-    bw=$(field "$f" "r['phases'][0]['bytes'] / r['phases'][0]['seconds']['median']")
-    roof=$(field "$f" "r['roof']['dram_bytes_per_second']")
-    tps=$(field "$f" "r['phases'][0]['steps'] / r['phases'][0]['seconds']['median']")
-    OURS[decode_${W}_t$T]=$tps
-    echo "ours decode $W t$T: $(python3 -c "print(f'{$tps:.2f} tokens/s, {$bw/1e9:.2f} GB/s of {$roof/1e9:.2f} GB/s DRAM read')")" >&2
-    echo "RATIO decode_${W}_t${T}_vs_dram_read $(python3 -c "print(f'{$bw/$roof:.3f}')")"
-  done
-  echo "== ours: prefill $PROMPT f32, $T threads" >&2
-  "$RB" bench "$MODEL" --weights f32 --prompt "$PROMPT" --gen 0 --reps "$REPS" --warmup 1 \
-    --threads "$T" --hw "$OUT/probe.json" --json -o "$OUT/prefill-t$T.json" >/dev/null
-  f="$OUT/prefill-t$T.json"
-  perf=$(field "$f" "r['phases'][0]['flops'] / r['phases'][0]['seconds']['median']")
-  peak=$(field "$f" "r['roof']['f32_flops_per_second']")
-  tps=$(field "$f" "r['phases'][0]['tokens'] / r['phases'][0]['seconds']['median']")
-  OURS[prefill_t$T]=$tps
-  echo "ours prefill t$T: $(python3 -c "print(f'{$tps:.1f} tokens/s, {$perf/1e9:.1f} GFLOP/s of {$peak/1e9:.1f} GFLOP/s f32 peak')")" >&2
-  echo "RATIO prefill${PROMPT}_f32_t${T}_vs_f32_peak $(python3 -c "print(f'{$perf/$peak:.3f}')")"
-done
-
-if [[ $LLAMACPP == 0 ]]; then
-  exit 0
-fi
-
-VENV="$RB_CACHE/venv"
-if ! "$VENV/bin/python" -c "import llama_cpp, gguf, numpy" 2>/dev/null; then
-  echo "== building llama.cpp through pip install llama-cpp-python (several minutes)" >&2
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet numpy gguf llama-cpp-python >&2
-fi
-
-CONFIG="crates/model/zoo/Qwen--Qwen2.5-0.5B-Instruct.json"
-for T in $THREADS; do
-  for W in f32 bf16; do
-    "$VENV/bin/python" - "$CONFIG" "$RB_CACHE" "$W" "$T" "$DEPTH" "$GEN" "$REPS" "$PROMPT" \
-      > "$OUT/llama-$W-t$T.json" <<'PY'
+if [[ $LLAMACPP == 1 ]]; then
+  VENV="$RB_CACHE/venv"
+  if ! "$VENV/bin/python" -c "import llama_cpp, gguf, numpy" 2>/dev/null; then
+    echo "== building llama.cpp through pip install llama-cpp-python (several minutes)" >&2
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet numpy gguf llama-cpp-python >&2
+  fi
+  cat > "$OUT/llama.py" <<'PY'
 """Writes a random-weight GGUF of the config's shape (once) and times llama.cpp on it."""
 import json, os, sys, time
 import numpy as np
@@ -184,14 +150,47 @@ out["decode_tokens_per_second"] = gen / d[len(d) // 2]
 out["llama_cpp_python"] = __import__("llama_cpp").__version__
 print(json.dumps(out))
 PY
-    f="$OUT/llama-$W-t$T.json"
-    theirs=$(field "$f" "r['decode_tokens_per_second']")
-    echo "llama.cpp decode $W t$T: $(python3 -c "print(f'{$theirs:.2f} tokens/s')") ($(field "$f" "r['llama_cpp_python']"))" >&2
-    echo "RATIO decode_${W}_t${T}_vs_llamacpp $(python3 -c "print(f'{${OURS[decode_${W}_t$T]}/$theirs:.3f}')")"
-    if [[ $W == f32 ]]; then
-      theirs=$(field "$f" "r['prefill_tokens_per_second']")
-      echo "llama.cpp prefill t$T: $(python3 -c "print(f'{$theirs:.1f} tokens/s')")" >&2
-      echo "RATIO prefill${PROMPT}_f32_t${T}_vs_llamacpp $(python3 -c "print(f'{${OURS[prefill_t$T]}/$theirs:.3f}')")"
+fi
+CONFIG="crates/model/zoo/Qwen--Qwen2.5-0.5B-Instruct.json"
+
+# llama.cpp on the same shape, weights, threads and depth, run right after ours so both see the
+# same machine state. Prints the RATIO lines against our tokens/s.
+llama() {  # llama <w> <T> <our decode tok/s> [our prefill tok/s]
+  local W=$1 T=$2 f="$OUT/llama-$1-t$2.json"
+  "$VENV/bin/python" "$OUT/llama.py" "$CONFIG" "$RB_CACHE" "$W" "$T" "$DEPTH" "$GEN" "$REPS" "$PROMPT" > "$f"
+  local theirs
+  theirs=$(field "$f" "r['decode_tokens_per_second']")
+  echo "llama.cpp decode $W t$T: $(python3 -c "print(f'{$theirs:.2f} tokens/s')") (llama-cpp-python $(field "$f" "r['llama_cpp_python']"))" >&2
+  echo "RATIO decode_${W}_t${T}_vs_llamacpp $(python3 -c "print(f'{$3/$theirs:.3f}')")"
+  if [[ -n "${4:-}" ]]; then
+    theirs=$(field "$f" "r['prefill_tokens_per_second']")
+    echo "llama.cpp prefill t$T: $(python3 -c "print(f'{$theirs:.1f} tokens/s')")" >&2
+    echo "RATIO prefill${PROMPT}_f32_t${T}_vs_llamacpp $(python3 -c "print(f'{$4/$theirs:.3f}')")"
+  fi
+}
+
+for T in $THREADS; do
+  echo "== ours: prefill $PROMPT f32, $T threads" >&2
+  "$RB" bench "$MODEL" --weights f32 --prompt "$PROMPT" --gen 0 --reps "$REPS" --warmup 1 \
+    --threads "$T" --hw "$OUT/probe.json" --json -o "$OUT/prefill-t$T.json" >/dev/null
+  f="$OUT/prefill-t$T.json"
+  perf=$(field "$f" "r['phases'][0]['flops'] / r['phases'][0]['seconds']['median']")
+  peak=$(field "$f" "r['roof']['f32_flops_per_second']")
+  prefill_tps=$(field "$f" "r['phases'][0]['tokens'] / r['phases'][0]['seconds']['median']")
+  echo "ours prefill t$T: $(python3 -c "print(f'{$prefill_tps:.1f} tokens/s, {$perf/1e9:.1f} GFLOP/s of {$peak/1e9:.1f} GFLOP/s f32 peak')")" >&2
+  echo "RATIO prefill${PROMPT}_f32_t${T}_vs_f32_peak $(python3 -c "print(f'{$perf/$peak:.3f}')")"
+  for W in f32 bf16; do
+    echo "== ours: decode $W, depth $DEPTH, $T threads" >&2
+    "$RB" bench "$MODEL" --weights "$W" --prompt 0 --depth "$DEPTH" --gen "$GEN" --reps "$REPS" \
+      --warmup 1 --threads "$T" --hw "$OUT/probe.json" --json -o "$OUT/decode-$W-t$T.json" >/dev/null
+    f="$OUT/decode-$W-t$T.json"
+    bw=$(field "$f" "r['phases'][0]['bytes'] / r['phases'][0]['seconds']['median']")
+    roof=$(field "$f" "r['roof']['dram_bytes_per_second']")
+    tps=$(field "$f" "r['phases'][0]['steps'] / r['phases'][0]['seconds']['median']")
+    echo "ours decode $W t$T: $(python3 -c "print(f'{$tps:.2f} tokens/s, {$bw/1e9:.2f} GB/s of {$roof/1e9:.2f} GB/s DRAM read')")" >&2
+    echo "RATIO decode_${W}_t${T}_vs_dram_read $(python3 -c "print(f'{$bw/$roof:.3f}')")"
+    if [[ $LLAMACPP == 1 ]]; then
+      if [[ $W == f32 ]]; then llama "$W" "$T" "$tps" "$prefill_tps"; else llama "$W" "$T" "$tps"; fi
     fi
   done
 done
