@@ -169,6 +169,18 @@ for i in range(1, rounds):
     worst = diffs[0] if diffs else (0.0, None)
     print("REPEAT %d-%d %.3f over %d ceilings stable in both (of %d; worst: %s)"
           % (i, i + 1, worst[0], len(common), len([k for k in a if k in b]), worst[1]))
+    # compute ceilings as a fraction of their theoretical peak at the clock measured around
+    # them: cancels the host's turbo drift between probes (a VM's clock moves 10%)
+    def eff(p):
+        th = {(c["kernel"], c["threads"]): c["flops_per_second"] for c in p["compute"] if c["source"] == "theoretical"}
+        return {(c["kernel"], c["threads"]): (c["flops_per_second"] / th[(c["kernel"], c["threads"])], c["unstable"])
+                for c in p["compute"] if c["source"] == "measured" and (c["kernel"], c["threads"]) in th}
+    ea, eb = eff(probes[i - 1]), eff(probes[i])
+    ce = [k for k in ea if k in eb and not ea[k][1] and not eb[k][1]]
+    de = sorted(((abs(ea[k][0] - eb[k][0]) / max(ea[k][0], eb[k][0]), k) for k in ce), reverse=True)
+    if de:
+        print("REPEAT_CLOCK %d-%d %.3f over %d compute ceilings stable in both, as fractions of their theoretical peak (worst: %s)"
+              % (i, i + 1, de[0][0], len(ce), de[0][1]))
     # all ceilings, flags ignored: how far a busy machine moves them
     every = sorted(abs(a[k][0] - b[k][0]) / max(a[k][0], b[k][0]) for k in a if k in b)
     if every:

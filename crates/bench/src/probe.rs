@@ -110,6 +110,9 @@ struct Plan {
     all_kernels_everywhere: bool,
 }
 
+/// Register- and cache-resident kernels use 1-2 ms trials: far above the clock's resolution
+/// and the start skew (about a microsecond), and short enough that on a shared machine some
+/// trials run between two preemptions, so the best trial still finds the hardware's rate.
 const fn policy(
     warm_ms: u64,
     target_ms: u64,
@@ -130,8 +133,8 @@ fn plan(mode: Mode) -> Plan {
     use BwOp::*;
     match mode {
         Mode::Quick => Plan {
-            compute: policy(5, 2, 3, 8, 16),
-            cache: policy(4, 2, 3, 8, 16),
+            compute: policy(5, 1, 5, 16, 16),
+            cache: policy(4, 1, 5, 16, 16),
             dram: policy(0, 10, 3, 4, 60),
             sweep: policy(1, 1, 3, 4, 5),
             steps_per_doubling: 1,
@@ -144,8 +147,8 @@ fn plan(mode: Mode) -> Plan {
             all_kernels_everywhere: false,
         },
         Mode::Default => Plan {
-            compute: policy(20, 5, 5, 20, 60),
-            cache: policy(10, 4, 5, 20, 50),
+            compute: policy(20, 1, 10, 60, 60),
+            cache: policy(10, 1, 10, 60, 50),
             dram: policy(0, 40, 4, 8, 300),
             sweep: policy(3, 2, 3, 6, 12),
             steps_per_doubling: 2,
@@ -158,8 +161,8 @@ fn plan(mode: Mode) -> Plan {
             all_kernels_everywhere: false,
         },
         Mode::Thorough => Plan {
-            compute: policy(100, 10, 10, 60, 400),
-            cache: policy(50, 10, 10, 60, 300),
+            compute: policy(100, 2, 20, 200, 400),
+            cache: policy(50, 2, 20, 200, 300),
             dram: policy(0, 100, 10, 20, 2500),
             sweep: policy(10, 5, 5, 12, 60),
             steps_per_doubling: 4,
@@ -262,7 +265,8 @@ fn pattern_of(op: BwOp) -> BwPattern {
 struct Quality {
     stats_unstable: bool,
     busy: bool,
-    throttled: bool,
+    /// The clock before and after differ by more than 5% (either way).
+    clock_changed: bool,
     short_trials: bool,
     unpinned: bool,
 }
@@ -272,13 +276,16 @@ impl Quality {
         Quality {
             stats_unstable: is_unstable(&m.stats),
             busy: m.foreign_fraction >= 0.25,
-            throttled: matches!((m.freq_before_hz, m.freq_after_hz), (Some(b), Some(a)) if a < 0.95 * b),
+            clock_changed: matches!(
+                (m.freq_before_hz, m.freq_after_hz),
+                (Some(b), Some(a)) if a < 0.95 * b || a > b / 0.95
+            ),
             short_trials: m.min_trial_seconds < 1000.0 * timer_res,
             unpinned: !m.pinned,
         }
     }
     fn unstable(&self) -> bool {
-        self.stats_unstable || self.busy || self.throttled
+        self.stats_unstable || self.busy || self.clock_changed
     }
 }
 
@@ -297,6 +304,15 @@ fn fmt_bytes(b: u64) -> String {
     } else {
         format!("{} KiB", b / 1024)
     }
+}
+
+/// Size of the largest per-core (unshared) data cache below `level`, bytes (0 if none).
+fn private_below(host: &HostInfo, level: u32) -> u64 {
+    (1..level)
+        .filter(|&l| host.cache(l).and_then(|c| c.shared_by_cpus).unwrap_or(1) <= 1)
+        .filter_map(|l| host.cache_bytes(l))
+        .max()
+        .unwrap_or(0)
 }
 
 /// "clock 3.99 -> 3.98 GHz" (before and after a measurement), for its note.
@@ -362,7 +378,14 @@ pub fn run_probe(
             let all = pl.all_kernels_everywhere || (pl.all_kernels_first && ti == 0);
             for k in compute_kernels(cap, all) {
                 let spec = k.spec();
-                let m = team::measure(Job::Compute(k), &cores[..t as usize], &pl.compute, true)?;
+                // register-only: strangers matter only if they need our CPUs
+                let m = team::measure(
+                    Job::Compute(k),
+                    &cores[..t as usize],
+                    &pl.compute,
+                    true,
+                    usable - t,
+                )?;
                 let q = Quality::of(&m, timer_res);
                 say(&format!(
                     "compute {:<22} x{t}: {:8.1} GFLOP/s (median {:.1}){}",
@@ -506,6 +529,7 @@ pub fn run_probe(
             &cores[..1],
             &pl.dram,
             true,
+            0,
         )?;
         let dram_bw = dram1.stats.best;
 
@@ -556,6 +580,7 @@ pub fn run_probe(
                 &cores[..1],
                 &pl.sweep,
                 false,
+                0,
             )?;
             sweep_points.push(SweepPoint {
                 working_set_bytes: m.working_set_bytes,
@@ -612,11 +637,26 @@ pub fn run_probe(
                 let spec = kernel.spec();
                 for &t in &threads {
                     // private caches: each thread its own plateau-sized set; shared ones and
-                    // DRAM: the plateau-sized set split between the threads sharing it
+                    // DRAM: the plateau-sized set split between the threads sharing it, but
+                    // never small enough to fit in a thread's private cache below
                     let per_thread = match level {
                         MemLevel::Dram => rep / t as u64,
-                        _ => rep / (t.min(shared_by) as u64),
+                        _ => (rep / (t.min(shared_by) as u64)).max(if shared_by > 1 {
+                            private_below(&host, level_no.unwrap_or(1)) * 2
+                        } else {
+                            0
+                        }),
                     };
+                    let total = per_thread.saturating_mul(t as u64);
+                    if level == MemLevel::L3 && t > 1 && dram_start.is_some_and(|d| total > d / 2) {
+                        say(&format!(
+                            "L3   {:<8} x{t}: skipped, {} threads' sets beyond their private caches ({}) exceed the measured L3 plateau",
+                            op.name(),
+                            t,
+                            fmt_bytes(total)
+                        ));
+                        continue;
+                    }
                     let policy = if level == MemLevel::Dram {
                         &pl.dram
                     } else {
@@ -633,6 +673,11 @@ pub fn run_probe(
                             &cores[..t as usize],
                             policy,
                             true,
+                            // private levels: strangers on idle CPUs do not share them
+                            match level {
+                                MemLevel::L1 | MemLevel::L2 => usable - t,
+                                MemLevel::L3 | MemLevel::Dram => 0,
+                            },
                         )?
                     };
                     let q = Quality::of(&m, timer_res);
@@ -885,14 +930,14 @@ fn collect_warnings(w: &mut Vec<Warning>, c: &Context) {
             ),
         );
     }
-    let throttled = pick(|q| q.throttled);
-    if !throttled.is_empty() {
+    let changed = pick(|q| q.clock_changed);
+    if !changed.is_empty() {
         add(
-            "throttling_suspected",
+            "clock_changed",
             format!(
-                "the core clock was >5% lower after {} measurement(s) than before ({}): thermal or power throttling, or AVX-512 licence down-clocking; cool the device, set the performance governor, and re-run",
-                throttled.len(),
-                list(&throttled)
+                "the core clock changed by more than 5% across {} measurement(s) ({}), which are marked unstable: thermal or power throttling, turbo changes (in a VM: other tenants of the host), or AVX-512 licence changes; cool the device, set the performance governor, and re-run",
+                changed.len(),
+                list(&changed)
             ),
         );
     }
@@ -902,6 +947,15 @@ fn collect_warnings(w: &mut Vec<Warning>, c: &Context) {
                 "throttling_suspected",
                 format!(
                     "the core clock fell from {:.2} GHz at the start of the probe to {:.2} GHz at its end; check cooling and the governor, then re-run",
+                    a / 1e9,
+                    b / 1e9
+                ),
+            );
+        } else if b > a / 0.95 {
+            add(
+                "clock_changed",
+                format!(
+                    "the core clock rose from {:.2} GHz at the start of the probe to {:.2} GHz at its end: ceilings measured at different clocks are not comparable; on a VM the host's turbo state moves it; re-run, or compare ceilings as fractions of their theoretical peaks (which use the clock measured around each one)",
                     a / 1e9,
                     b / 1e9
                 ),
@@ -964,7 +1018,9 @@ fn collect_warnings(w: &mut Vec<Warning>, c: &Context) {
         return;
     }
     if let (Some(llc), Some(start)) = (c.llc, c.dram_start) {
-        if start < llc / 2 {
+        // a cache of size S reaches the DRAM level only at 2-4 S: reaching it within the
+        // reported size means the usable cache is at most half of it
+        if start <= llc {
             add(
                 "llc_smaller_than_reported",
                 format!(

@@ -155,6 +155,7 @@ fn busy_machine_is_detected() {
             &cores[..1],
             &policy,
             false,
+            0,
         );
         stop.store(true, Ordering::Relaxed);
         m

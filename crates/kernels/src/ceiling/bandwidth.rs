@@ -1,19 +1,27 @@
 //! Bandwidth-ceiling kernels: unit-stride f32 streams over pre-written buffers.
 //!
-//! Five patterns, as in STREAM and likwid-bench (formats only): `read` (load and sum, one read
-//! stream; the roof of LLM decode, whose weights and KV cache are read-only), `write` (regular
-//! stores), `write_nt` (non-temporal stores, no write-allocate), `copy` (`a[i] = b[i]`) and
-//! `triad` (`a[i] = b[i] + s * c[i]`). Every stream is counted in the nominal bytes; regular
-//! stores additionally cause a write-allocate read of each line, declared separately
-//! (PITFALLS.md #11). A call runs `passes` complete passes without reducing in between, so
-//! L1-sized working sets are not dominated by per-call overhead.
+//! Five patterns, as in STREAM and likwid-bench (formats only): `read` (load every element and
+//! XOR-reduce the 32-bit words, one read stream; the roof of LLM decode, whose weights and KV
+//! cache are read-only), `write` (regular stores), `write_nt` (non-temporal stores, no
+//! write-allocate), `copy` (`a[i] = b[i]`) and `triad` (`a[i] = b[i] + s * c[i]`). Every stream
+//! is counted in the nominal bytes; regular stores additionally cause a write-allocate read of
+//! each line, declared separately (PITFALLS.md #11). A call runs `passes` complete passes
+//! without reducing in between, so L1-sized working sets are not dominated by per-call
+//! overhead. The read kernel reduces with XOR rather than a float sum so that it needs one
+//! vector ALU operation per two loads: with one `vaddps` per load the two 512-bit ALU ports,
+//! not the loads, set the L1 limit (about 80 instead of 110 B/cycle on the machine this was
+//! written on; likwid-bench's `load` kernel only loads).
 //!
-//! What the compiler made of them (rustc 1.95, `objdump -d`, looked at once): `read_f32_avx512`
-//! is 16 x `vaddps zmm, zmm, [mem]` per 1 KiB; `write_f32_avx512` 16 x `vmovups [mem], zmm`;
-//! `write_nt_f32_avx512` 16 x `vmovntps`; `copy_f32_avx512` 16 x (`vmovups` load, store) and no
-//! `memcpy` call; `triad_f32_avx512` 8 x (`vmovups`, `vfmadd213ps` with a memory operand,
-//! `vmovups`). The scalar kernels are plain loops the compiler may vectorise for the baseline
-//! target (SSE2 on x86-64): they are the portable path, not a claim about scalar hardware.
+//! What the compiler made of them (rustc 1.95, `objdump -d`, looked at once): the read kernels
+//! are `asm!` (8 x `vmovdqu32` + 8 x `vpternlogd zmm, zmm, [reg+disp], 0x96` per KiB; 16 x
+//! `vpxor ymm, ymm, [reg+disp]` per 512 B); `write_f32_avx512` is 16 x `vmovups [mem], zmm`;
+//! `write_nt_f32_avx512` 16 x `vmovntps`; `copy_f32_avx512` 16 x (`vmovups` load, store), no
+//! `memcpy` call (the first version became `memcpy` calls: the `opaque!` barrier prevents
+//! it); `triad_f32_avx512` 8 x (`vmovups`, `vfmadd213ps` with a memory operand, `vmovups`).
+//! The scalar kernels are plain loops the compiler may vectorise for the baseline target (SSE2
+//! on x86-64), except `copy`, which goes through a register per element: they are the portable
+//! path, not a claim about scalar hardware. Arrays are staggered against 4K aliasing
+//! ([`BwBuffers::new`]).
 
 use super::buffer::AlignedF32;
 use super::{CeilingError, Tally};
@@ -132,9 +140,9 @@ pub const READ_F32_AVX512: BwSpec = bw(
     4,
     0,
     0,
-    1,
+    0,
 );
-pub const READ_F32_AVX2: BwSpec = bw("read_f32_avx2", Isa::Avx2, A2, BwOp::Read, 1, 0, 4, 0, 0, 1);
+pub const READ_F32_AVX2: BwSpec = bw("read_f32_avx2", Isa::Avx2, A2, BwOp::Read, 1, 0, 4, 0, 0, 0);
 pub const READ_F32_SCALAR: BwSpec = bw(
     "read_f32_scalar",
     Isa::Scalar,
@@ -145,7 +153,7 @@ pub const READ_F32_SCALAR: BwSpec = bw(
     4,
     0,
     0,
-    1,
+    0,
 );
 pub const WRITE_F32_AVX512: BwSpec = bw(
     "write_f32_avx512",
@@ -437,15 +445,14 @@ fn write_value(p: u64) -> f32 {
 pub fn twin(kernel: BwKernel, bufs: &mut BwBuffers, passes: u64) -> (f64, Tally) {
     let op = kernel.spec().op;
     let mut t = Tally::default();
-    let mut sum = 0f64;
+    let mut xor = 0u32;
     let n = bufs.a.len();
     for p in 0..passes {
         for i in 0..n {
             match op {
                 BwOp::Read => {
-                    sum += bufs.a[i] as f64;
+                    xor ^= bufs.a[i].to_bits();
                     t.bytes_read += 4;
-                    t.flops += 1;
                 }
                 BwOp::Write | BwOp::WriteNt => {
                     bufs.a[i] = write_value(p);
@@ -470,26 +477,26 @@ pub fn twin(kernel: BwKernel, bufs: &mut BwBuffers, passes: u64) -> (f64, Tally)
             }
         }
     }
-    (sum, t)
+    (xor as f64, t)
 }
 
 mod scalar {
     use super::*;
 
     pub(super) fn read(a: &[f32], passes: u64) -> f64 {
-        let mut total = 0f64;
+        let mut acc = [0u32; 8];
         for _ in 0..passes {
-            let mut acc = [0f32; 8];
             let mut chunks = a.chunks_exact(8);
             for ch in &mut chunks {
                 for (s, x) in acc.iter_mut().zip(ch) {
-                    *s += *x;
+                    *s ^= x.to_bits();
                 }
             }
-            let tail: f32 = chunks.remainder().iter().sum();
-            total += acc.iter().sum::<f32>() as f64 + tail as f64;
+            for x in chunks.remainder() {
+                acc[0] ^= x.to_bits();
+            }
         }
-        total
+        acc.iter().fold(0, |x, v| x ^ v) as f64
     }
 
     pub(super) fn write(a: &mut [f32], passes: u64) -> f64 {
@@ -529,40 +536,14 @@ mod scalar {
 mod x86 {
     use super::*;
     use crate::ceiling::opaque;
+    use std::arch::asm;
     use std::arch::x86_64::*;
 
     /// `$v` lanes per register, 16 registers per unrolled step.
     macro_rules! bw_kernels {
-        ($feat:literal, $lanes:literal, $v:ty, $zero:ident, $add:ident, $load:ident, $store:ident,
-         $stream:ident, $set1:ident, $fma:ident, $hsum:ident, $reg:ident,
-         $read:ident, $write:ident, $write_nt:ident, $copy:ident, $triad:ident) => {
-            #[target_feature(enable = $feat)]
-            pub(super) unsafe fn $read(a: &[f32], passes: u64) -> f64 {
-                const STEP: usize = 16 * $lanes;
-                let (n, p) = (a.len(), a.as_ptr());
-                let mut acc = [$zero(); 16];
-                let mut tail = 0f64;
-                for _ in 0..passes {
-                    let mut i = 0;
-                    while i + STEP <= n {
-                        for (j, s) in acc.iter_mut().enumerate() {
-                            *s = $add(*s, $load(p.add(i + j * $lanes)));
-                        }
-                        i += STEP;
-                    }
-                    while i + $lanes <= n {
-                        acc[0] = $add(acc[0], $load(p.add(i)));
-                        i += $lanes;
-                    }
-                    tail += a[i..].iter().map(|&x| x as f64).sum::<f64>();
-                }
-                let mut s = 0f64;
-                for v in acc {
-                    s += $hsum(v) as f64;
-                }
-                s + tail
-            }
-
+        ($feat:literal, $lanes:literal, $load:ident, $store:ident,
+         $stream:ident, $set1:ident, $fma:ident, $reg:ident,
+         $write:ident, $write_nt:ident, $copy:ident, $triad:ident) => {
             #[target_feature(enable = $feat)]
             pub(super) unsafe fn $write(a: &mut [f32], passes: u64) -> f64 {
                 const STEP: usize = 16 * $lanes;
@@ -686,33 +667,157 @@ mod x86 {
         };
     }
 
-    #[target_feature(enable = "avx2")]
-    unsafe fn hsum256(v: __m256) -> f32 {
-        let mut t = [0f32; 8];
-        _mm256_storeu_ps(t.as_mut_ptr(), v);
-        t.iter().sum()
+    /// XOR of the 32-bit words of `a[..]` (outside the asm blocks: tails).
+    fn xor_words(a: &[f32]) -> u32 {
+        a.iter().fold(0, |x, v| x ^ v.to_bits())
     }
+
+    /// Read: 16 zmm loads per 1 KiB step, XOR-reduced two at a time: `vmovdqu32` (a pure
+    /// load) then `vpternlogd acc, t, [mem], 0x96` (acc ^= t ^ mem). One vector ALU op per two
+    /// loads leaves the two 512-bit load ports as the only limit (with one `vaddps` per load,
+    /// the two 512-bit ALU ports saturate first: 80 instead of ~110 B/cycle from L1 here).
+    /// Base+displacement addressing keeps load+op micro-fused. Hand-written `asm!` so the
+    /// loop is exactly this.
     #[target_feature(enable = "avx512f")]
-    unsafe fn hsum512(v: __m512) -> f32 {
-        let mut t = [0f32; 16];
-        _mm512_storeu_ps(t.as_mut_ptr(), v);
-        t.iter().sum()
+    pub(super) unsafe fn read_avx512(a: &[f32], passes: u64) -> f64 {
+        let main = a.len() / 256 * 256;
+        let p = a.as_ptr();
+        let mut out = [0u32; 16];
+        if main > 0 && passes > 0 {
+            asm!(
+                "vpxord zmm0, zmm0, zmm0",
+                "vpxord zmm1, zmm1, zmm1",
+                "vpxord zmm2, zmm2, zmm2",
+                "vpxord zmm3, zmm3, zmm3",
+                "vpxord zmm4, zmm4, zmm4",
+                "vpxord zmm5, zmm5, zmm5",
+                "vpxord zmm6, zmm6, zmm6",
+                "vpxord zmm7, zmm7, zmm7",
+                "3:",
+                "mov {cur}, {p}",
+                "2:",
+                "vmovdqu32 zmm16, [{cur}]",
+                "vpternlogd zmm0, zmm16, [{cur} + 64], 0x96",
+                "vmovdqu32 zmm17, [{cur} + 128]",
+                "vpternlogd zmm1, zmm17, [{cur} + 192], 0x96",
+                "vmovdqu32 zmm18, [{cur} + 256]",
+                "vpternlogd zmm2, zmm18, [{cur} + 320], 0x96",
+                "vmovdqu32 zmm19, [{cur} + 384]",
+                "vpternlogd zmm3, zmm19, [{cur} + 448], 0x96",
+                "vmovdqu32 zmm20, [{cur} + 512]",
+                "vpternlogd zmm4, zmm20, [{cur} + 576], 0x96",
+                "vmovdqu32 zmm21, [{cur} + 640]",
+                "vpternlogd zmm5, zmm21, [{cur} + 704], 0x96",
+                "vmovdqu32 zmm22, [{cur} + 768]",
+                "vpternlogd zmm6, zmm22, [{cur} + 832], 0x96",
+                "vmovdqu32 zmm23, [{cur} + 896]",
+                "vpternlogd zmm7, zmm23, [{cur} + 960], 0x96",
+                "add {cur}, 1024",
+                "cmp {cur}, {end}",
+                "jb 2b",
+                "dec {n}",
+                "jnz 3b",
+                "vpternlogd zmm0, zmm1, zmm2, 0x96",
+                "vpternlogd zmm3, zmm4, zmm5, 0x96",
+                "vpternlogd zmm0, zmm6, zmm7, 0x96",
+                "vpxord zmm0, zmm0, zmm3",
+                "vmovdqu32 [{out}], zmm0",
+                p = in(reg) p,
+                end = in(reg) p.add(main),
+                out = in(reg) out.as_mut_ptr(),
+                cur = out(reg) _,
+                n = inout(reg) passes => _,
+                out("zmm0") _, out("zmm1") _, out("zmm2") _, out("zmm3") _,
+                out("zmm4") _, out("zmm5") _, out("zmm6") _, out("zmm7") _,
+                out("zmm16") _, out("zmm17") _, out("zmm18") _, out("zmm19") _,
+                out("zmm20") _, out("zmm21") _, out("zmm22") _, out("zmm23") _,
+                options(nostack),
+            );
+        }
+        let tail = if passes % 2 == 1 {
+            xor_words(&a[main..])
+        } else {
+            0
+        };
+        (out.iter().fold(0, |x, v| x ^ v) ^ tail) as f64
+    }
+
+    /// Read with AVX2: 16 `vpxor ymmN, ymmN, [mem]` per 512 B (8 accumulators); integer
+    /// vector ops have three ports on Intel cores, so the loads are the limit.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn read_avx2(a: &[f32], passes: u64) -> f64 {
+        let main = a.len() / 128 * 128;
+        let p = a.as_ptr();
+        let mut out = [0u32; 8];
+        if main > 0 && passes > 0 {
+            asm!(
+                "vpxor ymm0, ymm0, ymm0",
+                "vpxor ymm1, ymm1, ymm1",
+                "vpxor ymm2, ymm2, ymm2",
+                "vpxor ymm3, ymm3, ymm3",
+                "vpxor ymm4, ymm4, ymm4",
+                "vpxor ymm5, ymm5, ymm5",
+                "vpxor ymm6, ymm6, ymm6",
+                "vpxor ymm7, ymm7, ymm7",
+                "3:",
+                "mov {cur}, {p}",
+                "2:",
+                "vpxor ymm0, ymm0, [{cur}]",
+                "vpxor ymm1, ymm1, [{cur} + 32]",
+                "vpxor ymm2, ymm2, [{cur} + 64]",
+                "vpxor ymm3, ymm3, [{cur} + 96]",
+                "vpxor ymm4, ymm4, [{cur} + 128]",
+                "vpxor ymm5, ymm5, [{cur} + 160]",
+                "vpxor ymm6, ymm6, [{cur} + 192]",
+                "vpxor ymm7, ymm7, [{cur} + 224]",
+                "vpxor ymm0, ymm0, [{cur} + 256]",
+                "vpxor ymm1, ymm1, [{cur} + 288]",
+                "vpxor ymm2, ymm2, [{cur} + 320]",
+                "vpxor ymm3, ymm3, [{cur} + 352]",
+                "vpxor ymm4, ymm4, [{cur} + 384]",
+                "vpxor ymm5, ymm5, [{cur} + 416]",
+                "vpxor ymm6, ymm6, [{cur} + 448]",
+                "vpxor ymm7, ymm7, [{cur} + 480]",
+                "add {cur}, 512",
+                "cmp {cur}, {end}",
+                "jb 2b",
+                "dec {n}",
+                "jnz 3b",
+                "vpxor ymm0, ymm0, ymm1",
+                "vpxor ymm2, ymm2, ymm3",
+                "vpxor ymm4, ymm4, ymm5",
+                "vpxor ymm6, ymm6, ymm7",
+                "vpxor ymm0, ymm0, ymm2",
+                "vpxor ymm4, ymm4, ymm6",
+                "vpxor ymm0, ymm0, ymm4",
+                "vmovdqu [{out}], ymm0",
+                p = in(reg) p,
+                end = in(reg) p.add(main),
+                out = in(reg) out.as_mut_ptr(),
+                cur = out(reg) _,
+                n = inout(reg) passes => _,
+                out("ymm0") _, out("ymm1") _, out("ymm2") _, out("ymm3") _,
+                out("ymm4") _, out("ymm5") _, out("ymm6") _, out("ymm7") _,
+                options(nostack),
+            );
+        }
+        let tail = if passes % 2 == 1 {
+            xor_words(&a[main..])
+        } else {
+            0
+        };
+        (out.iter().fold(0, |x, v| x ^ v) ^ tail) as f64
     }
 
     bw_kernels!(
         "avx512f",
         16,
-        __m512,
-        _mm512_setzero_ps,
-        _mm512_add_ps,
         _mm512_loadu_ps,
         _mm512_storeu_ps,
         _mm512_stream_ps,
         _mm512_set1_ps,
         _mm512_fmadd_ps,
-        hsum512,
         zmm_reg,
-        read_avx512,
         write_avx512,
         write_nt_avx512,
         copy_avx512,
@@ -721,17 +826,12 @@ mod x86 {
     bw_kernels!(
         "avx2,fma",
         8,
-        __m256,
-        _mm256_setzero_ps,
-        _mm256_add_ps,
         _mm256_loadu_ps,
         _mm256_storeu_ps,
         _mm256_stream_ps,
         _mm256_set1_ps,
         _mm256_fmadd_ps,
-        hsum256,
         ymm_reg,
-        read_avx2,
         write_avx2,
         write_nt_avx2,
         copy_avx2,
