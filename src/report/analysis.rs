@@ -15,6 +15,7 @@ use anyhow::{bail, Context, Result};
 use rooflinebench_model::cost::{CostModel, CostOptions, CostTable, CostTotals, Phase};
 use rooflinebench_model::hardware::{CeilingSource, HardwareProfile, Precision, Warning};
 use rooflinebench_model::measure::{MeasuredPoint, Scope};
+use rooflinebench_model::op::OpId;
 use rooflinebench_model::params::count_params;
 use rooflinebench_model::roofline::potential::{potential, Ridge};
 use rooflinebench_model::roofline::{
@@ -328,49 +329,89 @@ fn predicted_potential(
 
 /// The roofline's predicted time for the work a measured point did, joined on phase, context,
 /// batch and (for operators) the operator id.
+///
+/// A decode point covers `tokens` consecutive steps starting at `context` (the engine's
+/// `decode@D xG` and llama-bench's tg tests): its prediction is the sum of every step at its
+/// own context, not one step. An operator point with a layer-less id of a per-layer kind (the
+/// engine's per-kind totals) joins every layer's operator of that kind.
 struct Joiner<'a> {
     spec: &'a ModelSpec,
     opts: CostOptions,
     tables: HashMap<(Phase, u64), Option<CostTable>>,
 }
 
+/// Decode steps a point covers; more would be a corrupt file, not a measurement.
+const MAX_JOINED_STEPS: u64 = 1 << 20;
+
 impl Joiner<'_> {
-    fn phase_of(m: &MeasuredPoint) -> Option<Phase> {
+    /// The forward passes a measured point covers.
+    fn phases_of(m: &MeasuredPoint) -> Option<Vec<Phase>> {
         match m.phase.as_str() {
-            "prefill" => Some(Phase::Prefill {
+            "prefill" => Some(vec![Phase::Prefill {
                 tokens: m.tokens,
                 cached: m.context,
-            }),
-            "decode" => Some(Phase::Decode { context: m.context }),
+            }]),
+            "decode" => {
+                let steps = m.tokens.max(1);
+                if steps > MAX_JOINED_STEPS {
+                    return None;
+                }
+                Some(
+                    (0..steps)
+                        .map(|j| Phase::Decode {
+                            context: m.context.saturating_add(j),
+                        })
+                        .collect(),
+                )
+            }
             _ => None,
         }
     }
 
-    fn predicted_seconds(&mut self, m: &MeasuredPoint, c: &Ceilings) -> Option<f64> {
-        let phase = Joiner::phase_of(m)?;
-        let key = (phase, m.batch);
+    fn table(&mut self, phase: Phase, batch: u64) -> Option<&CostTable> {
         let (spec, opts) = (self.spec, self.opts);
-        let table = self
-            .tables
-            .entry(key)
+        self.tables
+            .entry((phase, batch))
             .or_insert_with(|| {
                 let o = CostOptions {
-                    batch: m.batch.max(1),
+                    batch: batch.max(1),
                     ..opts
                 };
                 CostModel::new(spec, &o).ok()?.table(phase).ok()
             })
-            .as_ref()?;
-        match m.scope {
-            Scope::Operator => {
-                let id = m.op?;
-                let op = table.ops.iter().find(|o| o.id == id)?;
-                Some(predict_op(op, c).0.seconds.0)
-            }
-            Scope::Phase => Some(predict_phase(&table.ops, c).0.seconds.0),
-            Scope::Request => None,
-        }
+            .as_ref()
     }
+
+    fn predicted_seconds(&mut self, m: &MeasuredPoint, c: &Ceilings) -> Option<f64> {
+        let mut total = 0.0;
+        for phase in Joiner::phases_of(m)? {
+            let table = self.table(phase, m.batch)?;
+            total += match m.scope {
+                Scope::Operator => {
+                    let id = m.op?;
+                    let mut matched = false;
+                    let mut secs = 0.0;
+                    for op in table.ops.iter().filter(|o| joins(id, o.id)) {
+                        matched = true;
+                        secs += predict_op(op, c).0.seconds.0;
+                    }
+                    if !matched {
+                        return None;
+                    }
+                    secs
+                }
+                Scope::Phase => predict_phase(&table.ops, c).0.seconds.0,
+                Scope::Request => return None,
+            };
+        }
+        Some(total)
+    }
+}
+
+/// Whether a measured operator id joins a costed one: exactly, or every layer's operator of the
+/// kind when the measured id carries no layer (a per-kind total).
+fn joins(measured: OpId, costed: OpId) -> bool {
+    measured == costed || (measured.layer.is_none() && measured.kind == costed.kind)
 }
 
 fn measured_potential(
@@ -384,6 +425,7 @@ fn measured_potential(
         tables: HashMap::new(),
     };
     let mut out = Vec::new();
+    let mut above: Vec<(String, f64)> = Vec::new();
     for m in &input.measurements {
         for c in ceilings {
             let point = PointRef {
@@ -408,22 +450,38 @@ fn measured_potential(
                 break;
             };
             if rec.potential.above_roof() && c.source == CeilingSource::Measured {
-                warnings.push(Warning {
-                    code: "above_roof".into(),
-                    message: format!(
-                        "measured point `{}` runs at {:.2}x its measured roof: a bug in units, \
-                         precision, FLOP counting or scope (or a ceiling measured too low); \
-                         re-run the probe and check the point's precision",
-                        m.label, rec.potential.efficiency
-                    ),
-                });
+                above.push((m.label.clone(), rec.potential.efficiency));
             }
             rec.measured_seconds = Some(m.seconds.median);
             rec.predicted_seconds = joiner.predicted_seconds(m, c);
             out.push(rec);
         }
     }
+    warnings.extend(above_roof_warning(&above));
     out
+}
+
+/// One warning for every measured point above its measured roof (not one per point): how many,
+/// the worst, and the likely causes.
+fn above_roof_warning(above: &[(String, f64)]) -> Option<Warning> {
+    let worst = above.iter().max_by(|a, b| a.1.total_cmp(&b.1))?;
+    let mut names: Vec<&str> = above.iter().map(|(l, _)| l.as_str()).take(4).collect();
+    if above.len() > names.len() {
+        names.push("...");
+    }
+    Some(Warning {
+        code: "above_roof".into(),
+        message: format!(
+            "{} measured point(s) run above their measured roof, the worst `{}` at {:.2}x ({}): \
+             their working set may stay in a cache faster than the roof's memory level (try \
+             `--mem-level working-set`), or a ceiling was measured too low (re-run the probe), \
+             or units, precision, FLOP counting or scope are wrong",
+            above.len(),
+            worst.0,
+            worst.1,
+            names.join(", ")
+        ),
+    })
 }
 
 /// Quantities against context length, prompt length and depth.
@@ -610,4 +668,134 @@ pub fn analyse(input: AnalysisInput<'_>) -> Result<ResultDoc> {
         sweeps,
         warnings,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rooflinebench_model::measure::SampleSummary;
+    use rooflinebench_model::op::OpKind;
+    use rooflinebench_model::units::{Bytes, Flops};
+
+    fn joiner_and_roof() -> (ModelSpec, Ceilings) {
+        let (spec, _) = rooflinebench_model::zoo::lookup("smollm2-135m")
+            .unwrap()
+            .spec()
+            .unwrap();
+        let profile = rooflinebench_model::devices::lookup("rpi5").unwrap();
+        let c = ceilings_of(&profile, &RoofOptions::default()).unwrap();
+        (spec, c.into_iter().next().unwrap())
+    }
+
+    fn point(scope: Scope, op: Option<OpId>, context: u64, tokens: u64) -> MeasuredPoint {
+        MeasuredPoint {
+            label: "p".into(),
+            scope,
+            op,
+            phase: "decode".into(),
+            context,
+            tokens,
+            batch: 1,
+            threads: 1,
+            engine: "test".into(),
+            compute: Precision::F32,
+            flops: Flops(1),
+            bytes: Bytes(1),
+            seconds: SampleSummary::single(1.0).unwrap(),
+        }
+    }
+
+    /// The engine's `decode@D xG` point is G steps: its prediction must be the sum of the G
+    /// steps at contexts D..D+G, not one step (the bug this replaced made it G times too small).
+    #[test]
+    fn decode_points_of_several_steps_join_every_step() {
+        let (spec, c) = joiner_and_roof();
+        let mut j = Joiner {
+            spec: &spec,
+            opts: CostOptions::default(),
+            tables: HashMap::new(),
+        };
+        let one = j
+            .predicted_seconds(&point(Scope::Phase, None, 129, 1), &c)
+            .unwrap();
+        let sixteen = j
+            .predicted_seconds(&point(Scope::Phase, None, 129, 16), &c)
+            .unwrap();
+        let by_step: f64 = (0..16)
+            .map(|k| {
+                j.predicted_seconds(&point(Scope::Phase, None, 129 + k, 1), &c)
+                    .unwrap()
+            })
+            .sum();
+        assert!(
+            (sixteen - by_step).abs() <= 1e-12 * by_step,
+            "{sixteen} vs {by_step}"
+        );
+        assert!(
+            sixteen > 15.9 * one && sixteen < 16.5 * one,
+            "{sixteen} vs {one}"
+        );
+    }
+
+    /// A layer-less operator id of a per-layer kind is the engine's per-kind total: it joins
+    /// every layer's operator of that kind; a layer-specific id joins only its own layer.
+    #[test]
+    fn per_kind_operator_points_join_every_layer() {
+        let (spec, c) = joiner_and_roof();
+        let layers = spec.num_hidden_layers as f64;
+        let mut j = Joiner {
+            spec: &spec,
+            opts: CostOptions::default(),
+            tables: HashMap::new(),
+        };
+        let all = j
+            .predicted_seconds(
+                &point(Scope::Operator, Some(OpId::global(OpKind::FfnDown)), 129, 1),
+                &c,
+            )
+            .unwrap();
+        let one = j
+            .predicted_seconds(
+                &point(
+                    Scope::Operator,
+                    Some(OpId::layer(3, OpKind::FfnDown)),
+                    129,
+                    1,
+                ),
+                &c,
+            )
+            .unwrap();
+        assert!(
+            (all - layers * one).abs() <= 1e-9 * all,
+            "{all} vs {layers} x {one}"
+        );
+        // an operator the model does not have joins nothing
+        assert!(j
+            .predicted_seconds(
+                &point(
+                    Scope::Operator,
+                    Some(OpId::global(OpKind::MoeRouter)),
+                    129,
+                    1
+                ),
+                &c,
+            )
+            .is_none());
+    }
+
+    /// A run with many cache-resident operators used to print one warning per point.
+    #[test]
+    fn points_above_the_roof_give_one_warning_naming_the_worst() {
+        assert!(above_roof_warning(&[]).is_none());
+        let pts: Vec<(String, f64)> = (0..30)
+            .map(|i| (format!("op{i}"), 1.0 + i as f64 / 10.0))
+            .collect();
+        let w = above_roof_warning(&pts).unwrap();
+        assert!(
+            w.message.starts_with("30 measured point(s)"),
+            "{}",
+            w.message
+        );
+        assert!(w.message.contains("`op29` at 3.90x"), "{}", w.message);
+    }
 }
