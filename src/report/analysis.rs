@@ -622,8 +622,30 @@ fn compute_sweeps(
 }
 
 /// Runs the whole analysis.
+/// The thread count every measured point shares, when there is one: the roofs those points are
+/// compared with must be the ceilings at that count, not the machine's best at any count.
+fn shared_threads(measurements: &[MeasuredPoint]) -> Option<u32> {
+    let t = measurements.first()?.threads;
+    (t > 0 && measurements.iter().all(|m| m.threads == t)).then_some(t)
+}
+
 pub fn analyse(input: AnalysisInput<'_>) -> Result<ResultDoc> {
-    let ceilings = ceilings_of(&input.profile, &input.roof)?;
+    let mut roof = input.roof.clone();
+    let mut at_threads = None;
+    if roof.threads.is_none() {
+        if let Some(t) = shared_threads(&input.measurements) {
+            let o = RoofOptions {
+                threads: Some(t),
+                ..roof.clone()
+            };
+            // a profile without ceilings at that count keeps the best at any count
+            if ceilings_of(&input.profile, &o).is_ok() {
+                roof = o;
+                at_threads = Some(t);
+            }
+        }
+    }
+    let ceilings = ceilings_of(&input.profile, &roof)?;
     let model = CostModel::new(input.spec, &input.cost_options)
         .with_context(|| format!("model {}", input.spec.name))?;
     let mut warnings: Vec<Warning> = input.spec_warnings.clone();
@@ -646,6 +668,17 @@ pub fn analyse(input: AnalysisInput<'_>) -> Result<ResultDoc> {
         missing.sort();
         missing.dedup();
         warnings.extend(missing.into_iter().map(|p| c.fallback_warning(p)));
+    }
+    if let (None, Some(t)) = (at_threads, shared_threads(&input.measurements)) {
+        warnings.push(Warning {
+            code: "roof_threads".into(),
+            message: format!(
+                "every measured point ran with {t} thread(s) but profile `{}` has no ceilings \
+                 at {t} thread(s): they are compared with its best ceilings at any thread count; \
+                 probe with `--threads {t}` for a like-for-like roof",
+                input.profile.name
+            ),
+        });
     }
     let mut potential = measured_potential(&input, &ceilings, &mut warnings);
     potential.extend(predicted_potential(&scenarios, &ceilings));
@@ -797,5 +830,53 @@ mod tests {
             w.message
         );
         assert!(w.message.contains("`op29` at 3.90x"), "{}", w.message);
+    }
+
+    /// Points measured at one thread are compared with the one-thread ceilings, not the
+    /// machine's best at any thread count.
+    #[test]
+    fn measured_points_use_the_ceilings_of_their_thread_count() {
+        let (spec, _) = joiner_and_roof();
+        let mut profile = rooflinebench_model::devices::lookup("rpi5").unwrap();
+        let mut slow_c = profile.compute.clone();
+        let mut slow_b = profile.bandwidth.clone();
+        for c in &mut profile.compute {
+            c.threads = Some(4);
+        }
+        for b in &mut profile.bandwidth {
+            b.threads = Some(4);
+        }
+        for c in &mut slow_c {
+            c.threads = Some(1);
+            c.flops_per_second /= 4.0;
+        }
+        for b in &mut slow_b {
+            b.threads = Some(1);
+            b.bytes_per_second /= 4.0;
+        }
+        profile.compute.extend(slow_c);
+        profile.bandwidth.extend(slow_b);
+        let predicted = |threads: u32| {
+            let mut m = point(Scope::Phase, None, 129, 4);
+            m.threads = threads;
+            let doc = analyse(AnalysisInput {
+                spec: &spec,
+                spec_warnings: vec![],
+                profile: profile.clone(),
+                scenarios: vec![],
+                cost_options: CostOptions::default(),
+                roof: RoofOptions::default(),
+                measurements: vec![m],
+                sweeps: false,
+            })
+            .unwrap();
+            doc.potential
+                .iter()
+                .find(|r| r.origin == PointOrigin::Measured)
+                .and_then(|r| r.predicted_seconds)
+                .unwrap()
+        };
+        let (one, four) = (predicted(1), predicted(4));
+        assert!((one / four - 4.0).abs() < 1e-9, "{one} vs {four}");
     }
 }
