@@ -540,18 +540,30 @@ impl ModelSpec {
                     hidden_size / num_attention_heads
                 }
             };
-            let factor = match f.opt_f64("partial_rotary_factor")? {
-                Some(x) => Some(x),
-                None => f.opt_f64("rotary_pct")?,
+            // transformers v5 moves it into `rope_parameters`
+            let nested = match f.get("rope_parameters") {
+                Some(Value::Object(o)) => match o.get("partial_rotary_factor") {
+                    None => None,
+                    Some(v) => Some(v.as_f64().filter(|x| x.is_finite()).ok_or_else(|| {
+                        ModelError::bad_type(
+                            "rope_parameters.partial_rotary_factor",
+                            "a finite number",
+                        )
+                    })?),
+                },
+                _ => None,
+            };
+            let (factor, factor_field) = match f.opt_f64("partial_rotary_factor")? {
+                Some(x) => (Some(x), "partial_rotary_factor"),
+                None => match nested {
+                    Some(x) => (Some(x), "rope_parameters.partial_rotary_factor"),
+                    None => (f.opt_f64("rotary_pct")?, "rotary_pct"),
+                },
             };
             let rotary_dims = match factor {
                 Some(x) if !(x > 0.0 && x <= 1.0) => {
                     return Err(ModelError::BadValue {
-                        field: if f.get("partial_rotary_factor").is_some() {
-                            "partial_rotary_factor".into()
-                        } else {
-                            "rotary_pct".into()
-                        },
+                        field: factor_field.into(),
                         value: x.to_string(),
                         expected: "a fraction in (0, 1]",
                     })

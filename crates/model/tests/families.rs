@@ -251,3 +251,36 @@ fn overrides_build_matched_variants() {
         })
         .is_err());
 }
+
+/// transformers v5 writes `partial_rotary_factor` inside `rope_parameters`; it must not be
+/// ignored (the whole head would be rotated and the RoPE cost overstated).
+#[test]
+fn partial_rotary_factor_inside_rope_parameters_v5() {
+    let cfg = |rope: &str| {
+        format!(
+            r#"{{"model_type": "phi3", "hidden_size": 3072, "intermediate_size": 8192,
+  "num_hidden_layers": 2, "num_attention_heads": 32, "num_key_value_heads": 32,
+  "vocab_size": 32064, "max_position_embeddings": 4096, {rope}}}"#
+        )
+    };
+    let (s, _) = parse_warn(&cfg(
+        r#""rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5}"#,
+    ));
+    assert_eq!(s.rotary_dims, 48); // 0.5 of head_dim 96
+    let (s, _) = parse_warn(&cfg(r#""rope_parameters": {"rope_theta": 10000.0}"#));
+    assert_eq!(s.rotary_dims, 96);
+    // the top-level field wins, as in transformers v4
+    let (s, _) = parse_warn(&cfg(
+        r#""partial_rotary_factor": 0.25, "rope_parameters": {"partial_rotary_factor": 0.5}"#,
+    ));
+    assert_eq!(s.rotary_dims, 24);
+    for bad in [
+        r#""rope_parameters": {"partial_rotary_factor": 1.5}"#,
+        r#""rope_parameters": {"partial_rotary_factor": "half"}"#,
+    ] {
+        let e = ModelSpec::from_config_json(&cfg(bad))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rope_parameters.partial_rotary_factor"), "{e}");
+    }
+}
