@@ -323,6 +323,33 @@ fn compare_across_devices_shows_each_ridge() {
     assert!((find("rtx3090-paper", "theoretical") - 38.005).abs() < 1e-3);
 }
 
+/// A spec-sheet profile without a compute ceiling (Apple publishes none for M3) is left out of
+/// a cross-device comparison with a warning naming it; alone, it is an error.
+#[test]
+fn compare_leaves_out_devices_without_a_roofline() {
+    let assert = bin()
+        .args(["compare", "smollm2-135m", "--hw", "rpi5,apple-m3", "--json"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("apple-m3 is left out"));
+    let v: Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+    let devices: Vec<&str> = v["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["device"].as_str().unwrap())
+        .collect();
+    assert!(
+        devices.contains(&"rpi5") && !devices.contains(&"apple-m3"),
+        "{devices:?}"
+    );
+    bin()
+        .args(["compare", "smollm2-135m", "--hw", "apple-m3"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("apple-m3"));
+}
+
 #[test]
 fn compare_ranks_measured_points_from_results() {
     let tmp = tempfile::tempdir().unwrap();

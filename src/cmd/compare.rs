@@ -17,7 +17,7 @@
 
 use crate::cmd::models::resolve_model_with_warnings;
 use crate::hw::load_profile;
-use crate::report::analysis::{analyse, AnalysisInput, MemLevelArg};
+use crate::report::analysis::{analyse, ceilings_of, AnalysisInput, MemLevelArg};
 use crate::report::svg::{seconds, si, sig3};
 use crate::result::{PointOrigin, PotentialRecord, ResultDoc};
 use anyhow::{bail, Context, Result};
@@ -389,9 +389,23 @@ fn run_measured(args: &Args) -> Result<()> {
 
 fn run_devices(args: &Args, scenario: &Scenario, opts: &CostOptions) -> Result<()> {
     let mut rows = Vec::new();
+    let roof_opts = args.mem_level.roof_options();
+    let mut usable = Vec::new();
+    for hw in &args.hw {
+        // a spec-sheet profile may lack a compute ceiling (Apple publishes none for M3/M4):
+        // skip it with a warning when other devices remain to compare
+        match ceilings_of(&load_profile(hw)?, &roof_opts) {
+            Ok(_) => usable.push(hw),
+            Err(e) if args.hw.len() > 1 => eprintln!("warning: {hw} is left out: {e:#}"),
+            Err(e) => return Err(e),
+        }
+    }
+    if usable.is_empty() {
+        bail!("none of the devices given to --hw has a usable roofline (see the warnings above)");
+    }
     for m in &args.models {
-        for hw in &args.hw {
-            let doc = predict(m, hw, scenario, opts, &args.mem_level.roof_options())?;
+        for &hw in &usable {
+            let doc = predict(m, hw, scenario, opts, &roof_opts)?;
             let Some(s) = doc.scenarios.first() else {
                 continue;
             };
