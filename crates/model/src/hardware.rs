@@ -415,4 +415,26 @@ mod tests {
             Err(ProfileError::SchemaVersion { found: 99, .. })
         ));
     }
+
+    /// A saved profile read back must give the same ceilings to the last bit (serde_json's
+    /// default float parser is off by one ulp on some values; `float_roundtrip` is enabled).
+    #[test]
+    fn profile_floats_survive_a_json_round_trip_exactly() {
+        let mut p = profile();
+        let mut x = 1.234_567_890_123_456_7e11_f64;
+        for i in 0..200 {
+            x = x * 1.000_000_119 + i as f64 * 0.1;
+            p.compute.push(compute(
+                Precision::F32,
+                CeilingSource::Measured,
+                Some(i),
+                x / 3.0,
+            ));
+        }
+        let text = serde_json::to_string(&p).unwrap();
+        let back: HardwareProfile = serde_json::from_str(&text).unwrap();
+        for (a, b) in p.compute.iter().zip(&back.compute) {
+            assert_eq!(a.flops_per_second.to_bits(), b.flops_per_second.to_bits());
+        }
+    }
 }
