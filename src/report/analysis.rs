@@ -426,6 +426,7 @@ fn measured_potential(
     };
     let mut out = Vec::new();
     let mut above: Vec<(String, f64)> = Vec::new();
+    let mut no_flops: Vec<String> = Vec::new();
     for m in &input.measurements {
         for c in ceilings {
             let point = PointRef {
@@ -439,6 +440,11 @@ fn measured_potential(
                 perf: m.perf(),
             };
             let Some(mut rec) = potential_record(c, point) else {
+                if m.flops.0 == 0 && m.bytes.0 > 0 {
+                    // a gather (embedding lookup): data movement with no place on a FLOP roof
+                    no_flops.push(m.label.clone());
+                    break;
+                }
                 warnings.push(Warning {
                     code: "degenerate_point".into(),
                     message: format!(
@@ -458,6 +464,17 @@ fn measured_potential(
         }
     }
     warnings.extend(above_roof_warning(&above));
+    if !no_flops.is_empty() {
+        warnings.push(Warning {
+            code: "no_flops".into(),
+            message: format!(
+                "{} measured point(s) only move data (no FLOPs: {}): their time is in the tables \
+                 but they have no place on a roofline",
+                no_flops.len(),
+                no_flops.join(", ")
+            ),
+        });
+    }
     out
 }
 
@@ -878,5 +895,42 @@ mod tests {
         };
         let (one, four) = (predicted(1), predicted(4));
         assert!((one / four - 4.0).abs() < 1e-9, "{one} vs {four}");
+    }
+
+    /// Embedding lookups do no FLOPs: one note for all of them, not a warning per point.
+    #[test]
+    fn data_movement_points_give_one_note() {
+        let (spec, _) = joiner_and_roof();
+        let mut pts = Vec::new();
+        for label in ["embedding prefill 32", "embedding decode@32 x4"] {
+            let mut m = point(
+                Scope::Operator,
+                Some(OpId::global(OpKind::Embedding)),
+                33,
+                4,
+            );
+            m.label = label.into();
+            m.flops = Flops(0);
+            m.bytes = Bytes(13824);
+            pts.push(m);
+        }
+        let doc = analyse(AnalysisInput {
+            spec: &spec,
+            spec_warnings: vec![],
+            profile: rooflinebench_model::devices::lookup("rpi5").unwrap(),
+            scenarios: vec![],
+            cost_options: CostOptions::default(),
+            roof: RoofOptions::default(),
+            measurements: pts,
+            sweeps: false,
+        })
+        .unwrap();
+        let codes: Vec<&str> = doc.warnings.iter().map(|w| w.code.as_str()).collect();
+        assert_eq!(
+            codes.iter().filter(|c| **c == "no_flops").count(),
+            1,
+            "{codes:?}"
+        );
+        assert!(!codes.contains(&"degenerate_point"), "{codes:?}");
     }
 }
