@@ -142,7 +142,11 @@ fn bad_input_is_one_clear_error() {
         &[f, "--depth", "127", "--gen", "5", "--prompt", "1"],
         "depth + gen",
     );
-    fails_with(&[f, "--weights", "q4_0"], "f32, f16 or bf16");
+    fails_with(
+        &[f, "--weights", "q4_0"],
+        "quantized formats are for random weights",
+    );
+    fails_with(&[f, "--weights", "q3_x"], "expected f32, f16, bf16, q8_0");
     fails_with(
         &["no-such-model"],
         "no config file, folder or built-in model",
@@ -196,4 +200,115 @@ fn broken_checkpoint_names_the_tensor_and_the_file() {
         .stderr(predicate::str::contains(
             "model.safetensors: not a readable safetensors file",
         ));
+}
+
+/// A tiny llama-shaped synthetic GGUF in `format` (our writer: real block layouts, minimal
+/// vocabulary), with widths multiple of 256 so every block format applies.
+fn synthetic_gguf(dir: &Path, format: &str) -> PathBuf {
+    use rooflinebench_gguf::arch::ArchConfig;
+    use rooflinebench_gguf::writer::{write_synthetic, WeightFormat};
+    let cfg: serde_json::Value = serde_json::from_str(
+        r#"{"model_type": "llama", "hidden_size": 256, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 512,
+            "vocab_size": 300, "max_position_embeddings": 128, "rms_norm_eps": 1e-5,
+            "rope_theta": 10000.0, "tie_word_embeddings": true}"#,
+    )
+    .unwrap();
+    let cfg = ArchConfig::from_hf(&cfg).unwrap();
+    let p = dir.join(format!("tiny-{format}.gguf"));
+    let mut f = std::fs::File::create(&p).unwrap();
+    write_synthetic(&cfg, WeightFormat::parse(format).unwrap(), 3, &mut f).unwrap();
+    p
+}
+
+/// Byte offset of tensor `name`'s ggml type id in the header of `bytes`.
+fn type_offset(bytes: &[u8], name: &str) -> usize {
+    let pos = bytes
+        .windows(name.len())
+        .position(|w| w == name.as_bytes())
+        .expect("tensor name in header");
+    let after = pos + name.len();
+    let n_dims = u32::from_le_bytes(bytes[after..after + 4].try_into().unwrap()) as usize;
+    after + 4 + 8 * n_dims
+}
+
+#[test]
+fn bench_runs_a_quantized_gguf_with_its_stored_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let hw = profile(dir.path());
+    let g = synthetic_gguf(dir.path(), "q4_0");
+    cmd()
+        .arg("bench")
+        .arg(&g)
+        .args(SMALL)
+        .args(["--threads", "1", "--hw"])
+        .arg(&hw)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("tiny-q4_0 (llama): q4_0"))
+        .stdout(predicate::str::contains("q_proj"))
+        .stderr(predicate::str::contains("disagree").not());
+    // Random weights in real blocks for a config: the label names the format.
+    cmd()
+        .args(["bench", fixture().to_str().unwrap(), "--random-weights"])
+        .args(["--weights", "q8_0"])
+        .args(SMALL)
+        .args(["--threads", "1", "--hw"])
+        .arg(&hw)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("q8_0"));
+}
+
+#[test]
+fn bad_gguf_is_one_clear_error_naming_file_and_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let hw = profile(dir.path());
+    let g = synthetic_gguf(dir.path(), "q4_0");
+    let bytes = std::fs::read(&g).unwrap();
+    let run = |p: &Path, needles: &[&str]| {
+        let out = cmd()
+            .arg("bench")
+            .arg(p)
+            .args(SMALL)
+            .args(["--threads", "1", "--hw"])
+            .arg(&hw)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{}: should fail", p.display());
+        assert!(!err.contains("panicked"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        for n in needles {
+            assert!(err.contains(n), "{n:?} not in {err}");
+        }
+    };
+    // Truncated: the tensor data ends early.
+    let t = dir.path().join("truncated.gguf");
+    std::fs::write(&t, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    run(&t, &["truncated.gguf", "beyond the end of the file"]);
+    // A ggml type id that does not exist.
+    let mut b = bytes.clone();
+    let at = type_offset(&b, "blk.0.attn_q.weight");
+    b[at..at + 4].copy_from_slice(&999u32.to_le_bytes());
+    let u = dir.path().join("unknown-type.gguf");
+    std::fs::write(&u, &b).unwrap();
+    run(
+        &u,
+        &[
+            "unknown-type.gguf",
+            "blk.0.attn_q.weight",
+            "unknown ggml type 999",
+        ],
+    );
+    // A real ggml type with the same block size the engine has no kernel for (IQ4_NL, 20).
+    let mut b = bytes.clone();
+    let at = type_offset(&b, "blk.1.ffn_down.weight");
+    b[at..at + 4].copy_from_slice(&20u32.to_le_bytes());
+    let n = dir.path().join("iq4.gguf");
+    std::fs::write(&n, &b).unwrap();
+    run(
+        &n,
+        &["iq4.gguf", "blk.1.ffn_down.weight", "IQ4_NL", "cannot run"],
+    );
 }

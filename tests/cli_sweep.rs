@@ -219,11 +219,17 @@ fn bad_options_are_one_error_line() {
         ],
         "--layers",
     );
+    // Only a build without the feature refuses the engine.
+    #[cfg(not(feature = "llamacpp"))]
     one_error_line(
         &[
             "sweep", "depth", "--hw", &hw, "-o", &out, "--engine", "llamacpp",
         ],
         "llamacpp",
+    );
+    one_error_line(
+        &["sweep", "depth", "--hw", &hw, "-o", &out, "--nodes"],
+        "--nodes",
     );
     one_error_line(
         &["sweep", "depth", "--hw", "no-such-device", "-o", &out],

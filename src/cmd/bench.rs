@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 use comfy_table::{presets::UTF8_BORDERS_ONLY, Cell, CellAlignment, Table};
 use rooflinebench_engine::bench::{run_bench, BenchOptions, BenchResult, PhaseResult};
 use rooflinebench_engine::{parse_dtype, ModelDef, WeightsFrom};
+use rooflinebench_kernels::quant::QuantType;
 use rooflinebench_model::hardware::{CeilingSource, HardwareProfile, Warning};
 use rooflinebench_model::measure::MeasuredPoint;
 use rooflinebench_model::roofline::{Ceilings, RoofOptions};
@@ -22,10 +23,12 @@ use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A config.json, a folder holding one (and maybe model.safetensors), or a built-in model
-    /// name (`rooflinebench models`).
+    /// A config.json, a folder holding one (and maybe model.safetensors), a GGUF file (its
+    /// weights run in their stored formats), or a built-in model name (`rooflinebench models`).
     pub model: String,
-    /// Weight dtype: f32, f16 or bf16 [default: the checkpoint's, f32 for random weights].
+    /// Weight format: f32, f16 or bf16, or a block format for random weights quantized into
+    /// real llama.cpp blocks: q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k [default: the
+    /// checkpoint's, f32 for random weights; a GGUF always runs its stored formats].
     #[arg(long)]
     pub weights: Option<String>,
     /// Real weights: a .safetensors file, a model.safetensors.index.json, or a folder. Without
@@ -71,6 +74,13 @@ pub struct Args {
     /// Also write the JSON result to this file (`-` = stdout).
     #[arg(short = 'o', long)]
     pub output: Option<PathBuf>,
+    /// MLA models: execute (and cost) the absorbed form (latent KV cache) or the materialized
+    /// one (per-head K and V cached).
+    #[arg(long = "mla-form", default_value = "absorbed", value_parser = ["absorbed", "materialized"])]
+    pub mla_form: String,
+    /// Keep the first N layers (or repeat the last one up to N): quick runs of big models.
+    #[arg(long)]
+    pub layers: Option<u64>,
 }
 
 /// What `bench --json` prints: the engine's result plus measured points for the report.
@@ -85,6 +95,16 @@ struct Output<'a> {
 /// a folder, a checkpoint beside its config.
 pub fn resolve(arg: &str) -> Result<(ModelDef, String, Vec<Warning>, Option<PathBuf>)> {
     let path = Path::new(arg);
+    if crate::cmd::models::is_gguf(path) {
+        // The hyperparameters and the weights both come from the file.
+        let (def, warnings) = rooflinebench_engine::gguf_source::model_def(path)?;
+        return Ok((
+            def,
+            path.display().to_string(),
+            warnings,
+            Some(path.to_path_buf()),
+        ));
+    }
     if path.exists() {
         let file = if path.is_dir() {
             path.join("config.json")
@@ -192,13 +212,44 @@ fn quick_probe(threads: usize) -> Option<HardwareProfile> {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let (def, source, mut warnings, ckpt) = resolve(&args.model)?;
+    let (mut def, source, mut warnings, ckpt) = resolve(&args.model)?;
+    if let Some(n) = args.layers {
+        def.spec = def
+            .spec
+            .with_layers(n)
+            .with_context(|| format!("--layers {n}"))?;
+    }
+    def.arch.mla_form = match args.mla_form.as_str() {
+        "materialized" => rooflinebench_model::cost::MlaForm::Materialized,
+        _ => rooflinebench_model::cost::MlaForm::Absorbed,
+    };
+    let is_gguf = ckpt.as_deref().is_some_and(crate::cmd::models::is_gguf);
+    let mut quant = None;
     let dtype = match &args.weights {
-        Some(w) => Some(parse_dtype(w).with_context(|| {
-            format!("--weights {w:?}: the engine runs f32, f16 or bf16 weights (quantized formats come later)")
-        })?),
+        Some(w) if is_gguf && !args.random_weights => bail!(
+            "--weights {w:?}: a GGUF runs the formats stored in it; drop --weights (or pass \
+             its config with --weights to run random weights)"
+        ),
+        Some(w) => match (parse_dtype(w), QuantType::parse(w)) {
+            (Some(d), _) => Some(d),
+            (None, Some(q)) => {
+                quant = Some(q);
+                None
+            }
+            (None, None) => bail!(
+                "--weights {w:?}: expected f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, \
+                 q5_k or q6_k"
+            ),
+        },
         None => None,
     };
+    if quant.is_some() && (args.safetensors.is_some() || (ckpt.is_some() && !args.random_weights)) {
+        bail!(
+            "--weights {}: quantized formats are for random weights (add --random-weights) or \
+             a GGUF file",
+            args.weights.as_deref().unwrap_or_default()
+        );
+    }
     let scenario = match &args.scenario {
         Some(s) => Some(Scenario::parse(s).with_context(|| format!("--scenario {s:?}"))?),
         None => None,
@@ -213,8 +264,15 @@ pub fn run(args: Args) -> Result<()> {
     if args.reps == 0 {
         bail!("--reps 0: at least one repetition is needed");
     }
-    let weights = if args.random_weights {
+    let weights = if let Some(q) = quant {
+        WeightsFrom::RandomQuant {
+            seed: args.seed,
+            quant: q,
+        }
+    } else if args.random_weights {
         WeightsFrom::Random { seed: args.seed }
+    } else if is_gguf && args.safetensors.is_none() {
+        WeightsFrom::Gguf(ckpt.clone().unwrap_or_default())
     } else if let Some(p) = args.safetensors.clone().or(ckpt) {
         WeightsFrom::Safetensors(p)
     } else {
@@ -318,6 +376,7 @@ pub fn render(r: &BenchResult) -> String {
         ),
         None => s += "roof: none (no hardware profile)\n",
     }
+    s += &r.mla_text();
     for p in &r.phases {
         s += "\n";
         s += &phase_title(p);
@@ -374,6 +433,7 @@ pub fn render(r: &BenchResult) -> String {
             s += line;
             s += "\n";
         }
+        s += &p.experts_text();
         if p.ops
             .iter()
             .any(|o| o.roof_fraction.is_some_and(|f| f > 1.0))

@@ -36,6 +36,11 @@ pub struct Args {
     /// last-level cache, at most a quarter of available memory).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub sweep_max: Option<u64>,
+    /// Measure even under an emulator (qemu-user, Rosetta 2), which the probe otherwise
+    /// refuses: every ceiling is then marked unstable and the profile carries an `emulated`
+    /// warning.
+    #[arg(long)]
+    pub allow_emulated: bool,
 }
 
 /// Parses `4096`, `64KiB`, `64K`, `256MiB`, `1GiB`, `1G` (binary units).
@@ -79,6 +84,7 @@ pub fn run(args: Args) -> Result<()> {
         threads: args.threads.clone(),
         dram_bytes: args.dram_size,
         sweep_max_bytes: args.sweep_max,
+        allow_emulated: args.allow_emulated,
         ..ProbeOptions::default()
     };
     // fail before a 30-second measurement, not after it

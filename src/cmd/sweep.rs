@@ -117,6 +117,10 @@ pub struct Args {
     /// SVG charts only (no PNG).
     #[arg(long)]
     pub no_png: bool,
+    /// With `--engine llamacpp`: also time every llama.cpp graph node (ggml's evaluation
+    /// callback), mapped onto our operator ids; written to `<out>/llamacpp-nodes/`.
+    #[arg(long)]
+    pub nodes: bool,
 }
 
 fn families(args: &[FamilyArg]) -> Vec<Family> {
@@ -173,6 +177,28 @@ fn hardware(args: &Args) -> Result<(HardwareProfile, String)> {
     ))
 }
 
+/// Where the per-node llama.cpp timings of a point go (when `--nodes` asks for them).
+fn nodes_file(args: &Args, fam: Family, p: &PointPlan) -> Option<PathBuf> {
+    (args.nodes && args.engine == EngineArg::Llamacpp && p.measure).then(|| {
+        args.out
+            .join("llamacpp-nodes")
+            .join(fam.name())
+            .join(format!("{}.json", p.id))
+    })
+}
+
+/// The per-kind tables of a node-profile file.
+#[cfg(feature = "llamacpp")]
+fn nodes_summary(file: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let prof: crate::sweep::llamacpp::NodeProfile = serde_json::from_str(&text).ok()?;
+    let mut s = format!("{}\n", file.display());
+    for ph in &prof.phases {
+        s.push_str(&crate::sweep::llamacpp_nodes::phase_table(ph));
+    }
+    Some(s)
+}
+
 /// Removes temporary files an interrupted write left behind (`.<name>.tmp<pid>`).
 fn clean_temporaries(dir: &Path) {
     if let Ok(rd) = std::fs::read_dir(dir) {
@@ -191,8 +217,9 @@ fn compute_point(
     settings: &MeasureSettings,
     engine: EngineArg,
     cache_dir: &Path,
+    nodes_file: Option<&Path>,
 ) -> Result<SweepPoint> {
-    let _ = cache_dir;
+    let _ = (cache_dir, nodes_file);
     let mut roof = RoofOptions::default();
     if p.measure {
         roof.threads = u32::try_from(settings.threads).ok();
@@ -209,7 +236,8 @@ fn compute_point(
         .context("the hardware profile has no usable roofline")?;
     let predicted = predict(&p.spec, &p.opts, &p.scenario, c)
         .with_context(|| format!("predicting {}", p.id))?;
-    let measured = match (p.measure, engine) {
+    #[allow(unused_mut)]
+    let mut measured = match (p.measure, engine) {
         (true, EngineArg::Builtin) => Some(measure_builtin(p, settings)?),
         #[cfg(feature = "llamacpp")]
         (true, EngineArg::Llamacpp) => Some(crate::sweep::llamacpp::measure_llamacpp(
@@ -217,6 +245,15 @@ fn compute_point(
         )?),
         _ => None,
     };
+    #[cfg(feature = "llamacpp")]
+    if let (Some(m), Some(file)) = (measured.as_mut(), nodes_file) {
+        let prof = crate::sweep::llamacpp::profile_point(p, settings, cache_dir)
+            .with_context(|| format!("timing the llama.cpp nodes of {}", p.id))?;
+        for ph in &prof.phases {
+            m.points.extend(ph.points(&m.engine, m.threads)?);
+        }
+        write_json(file, &prof)?;
+    }
     #[allow(unused_mut)]
     let mut notes = p.notes.clone();
     #[cfg(feature = "llamacpp")]
@@ -255,6 +292,9 @@ pub fn run(args: Args) -> Result<()> {
              --features llamacpp` (needs `apt-get install -y cmake libclang-dev`), or use \
              --engine builtin, or measure with llama-bench and `rooflinebench import llama-bench`"
         );
+    }
+    if args.nodes && args.engine != EngineArg::Llamacpp {
+        bail!("--nodes times llama.cpp's graph nodes: it needs --engine llamacpp");
     }
     if args.reps == 0 {
         bail!("--reps 0: at least one repetition is needed");
@@ -367,7 +407,8 @@ pub fn run(args: Args) -> Result<()> {
         for p in &plans {
             let fp = p.fingerprint(&settings);
             let path = point_path(&args.out, *fam, &p.id);
-            if !args.force && load_finished(&path, &fp).is_some() {
+            let nodes_missing = nodes_file(&args, *fam, p).is_some_and(|f| !f.exists());
+            if !args.force && !nodes_missing && load_finished(&path, &fp).is_some() {
                 done += 1;
             } else {
                 todo.push((p, fp, path));
@@ -388,10 +429,22 @@ pub fn run(args: Args) -> Result<()> {
         let mut computed = 0usize;
         for (p, fp, path) in &todo {
             pb.set_message(p.id.clone());
-            match compute_point(p, fp, &settings, args.engine, &args.out.join("cache")) {
+            let nf = nodes_file(&args, *fam, p);
+            match compute_point(
+                p,
+                fp,
+                &settings,
+                args.engine,
+                &args.out.join("cache"),
+                nf.as_deref(),
+            ) {
                 Ok(sp) => {
                     write_json(path, &sp)?;
                     computed += 1;
+                    #[cfg(feature = "llamacpp")]
+                    if let Some(text) = nf.as_deref().and_then(nodes_summary) {
+                        pb.suspend(|| eprint!("{}: {text}", p.id));
+                    }
                 }
                 Err(e) => {
                     failed += 1;

@@ -11,9 +11,18 @@
 //! llama-bench tests ([`crate::import::llama_bench::test_work`]): micro-batched prefill, each
 //! decode step at its own context.
 //!
-//! Not here: per-node timings through ggml's graph-evaluation callback (`llama-cpp-2` does not
-//! expose `cb_eval`; it would need `unsafe` FFI in the binary), GPU offload.
+//! Per-node timings ([`profile_nodes`], `sweep --nodes`) go through ggml's graph-evaluation
+//! callback, which `llama-cpp-2` does not expose: the context is created with the raw C API in
+//! [`super::llamacpp_ffi`] (the binary's only `unsafe`), and the nodes are mapped onto our
+//! operator ids by [`super::llamacpp_nodes`]. Results carry llama.cpp's build info
+//! ([`engine_name`], [`NodeProfile::llama_cpp`]).
+//!
+//! Not here: GPU offload; a real (non-synthetic) GGUF in sweeps.
 
+use super::llamacpp_ffi::{
+    build_info, BuildInfo, Context as RawContext, ContextSettings, Model as RawModel, NodeSample,
+};
+use super::llamacpp_nodes::{phase_nodes, PhaseNodes, PhaseRun, TimedNode};
 use super::plan::{MeasureSettings, PointPlan};
 use super::Measured;
 use crate::import::llama_bench::{test_point, test_work, LbTest};
@@ -24,8 +33,9 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
-use rooflinebench_model::cost::{CostModel, CostOptions};
+use rooflinebench_model::cost::{CostModel, CostOptions, Phase};
 use rooflinebench_model::measure::SampleSummary;
+use rooflinebench_model::spec::ModelSpec;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -210,7 +220,7 @@ pub fn measure_llamacpp(p: &PointPlan, m: &MeasureSettings, cache: &Path) -> Res
         ..p.opts
     };
     let cm = CostModel::new(&p.spec, &opts)?;
-    let engine = format!("llama.cpp ({BINDINGS}) CPU");
+    let engine = engine_name();
     let to_ns = |v: &[f64]| v.iter().map(|s| (s * 1e9).max(1.0)).collect::<Vec<f64>>();
     let pp = LbTest {
         record: 1,
@@ -249,4 +259,223 @@ pub fn measure_llamacpp(p: &PointPlan, m: &MeasureSettings, cache: &Path) -> Res
         decode_seconds: Some(secs(decode)?),
         points,
     })
+}
+
+/// Per-node timing settings.
+#[derive(Clone, Copy, Debug)]
+pub struct NodeRun {
+    /// Prompt tokens (also the depth decode runs at).
+    pub prompt: usize,
+    /// Decode steps per repetition (0: no decode phase).
+    pub gen: usize,
+    pub reps: usize,
+    pub warmup: usize,
+    pub threads: usize,
+}
+
+/// Everything one per-node run measured.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct NodeProfile {
+    pub kind: String,
+    pub schema_version: u32,
+    pub model: String,
+    pub gguf: String,
+    /// The llama.cpp that ran (bindings, ggml version and commit, CPU features).
+    pub llama_cpp: BuildInfo,
+    pub threads: u32,
+    pub reps: u64,
+    pub warmup: u64,
+    pub phases: Vec<PhaseNodes>,
+    pub notes: Vec<String>,
+}
+
+/// The `kind` of a node-profile JSON file.
+pub const NODE_PROFILE_KIND: &str = "rooflinebench-llamacpp-nodes";
+
+/// The engine string of results: bindings, ggml version and commit.
+pub fn engine_name() -> String {
+    let b = build_info(BINDINGS);
+    format!(
+        "llama.cpp ({}, ggml {} commit {}) CPU",
+        b.bindings, b.ggml_version, b.ggml_commit
+    )
+}
+
+fn llama_tokens(n: usize, vocab: u32) -> Vec<i32> {
+    tokens(n, u64::from(vocab), 1).iter().map(|t| t.0).collect()
+}
+
+/// Times every graph node of a prefill of `run.prompt` tokens and of `run.gen` decode steps
+/// at that depth, through ggml's evaluation callback, each repetition also run on a context
+/// without the callback to measure what the callback costs. Work per operator kind comes from
+/// `spec` with `opts` (flash attention on: llama.cpp's default on the CPU).
+pub fn profile_nodes(
+    gguf: &Path,
+    spec: &ModelSpec,
+    opts: &CostOptions,
+    run: &NodeRun,
+) -> Result<NodeProfile> {
+    if run.reps == 0 || run.prompt == 0 {
+        bail!("per-node timing needs at least one repetition and one prompt token");
+    }
+    backend()?;
+    let model = RawModel::load(gguf)?;
+    let vocab = model.n_vocab().max(1);
+    let threads = i32::try_from(run.threads).context("too many threads")?;
+    let n_batch = u32::try_from(run.prompt).context("prompt too long")?;
+    let n_ubatch = n_batch.min(UBATCH);
+    let n_ctx = u32::try_from(run.prompt + run.gen + 8).context("context too long")?;
+    let settings = |profile| ContextSettings {
+        n_ctx,
+        n_batch,
+        n_ubatch,
+        threads,
+        profile,
+    };
+    let mut plain = RawContext::new(&model, settings(false))?;
+    let mut prof = RawContext::new(&model, settings(true))?;
+    let toks = llama_tokens(run.prompt + run.gen, vocab);
+    let cost_opts = CostOptions {
+        flash_attention: true,
+        activation_bytes: 4,
+        ..*opts
+    };
+    let cm = CostModel::new(spec, &cost_opts)?;
+    let mut phases = Vec::new();
+
+    // Prefill from an empty cache; plain and profiled interleaved so noise hits both alike.
+    let mut pre = PhaseRun {
+        phase: "prefill".into(),
+        tokens: run.prompt as u64,
+        ..PhaseRun::default()
+    };
+    for rep in 0..(run.warmup + run.reps) {
+        plain.clear();
+        let t0 = Instant::now();
+        plain.decode(&toks[..run.prompt])?;
+        let a = t0.elapsed().as_secs_f64();
+        prof.clear();
+        prof.record(true);
+        let t0 = Instant::now();
+        prof.decode(&toks[..run.prompt])?;
+        let b = t0.elapsed().as_secs_f64();
+        prof.record(false);
+        let nodes = prof.take_nodes();
+        let g = prof.take_span();
+        if rep >= run.warmup {
+            pre.plain.push(a);
+            pre.profiled.push(b);
+            pre.graph.push(g);
+            pre.reps.push(timed(nodes));
+        }
+    }
+    let mut passes = Vec::new();
+    let mut done = 0u64;
+    let prompt = run.prompt as u64;
+    while done < prompt {
+        let u = (prompt - done).min(u64::from(n_ubatch));
+        passes.push(Phase::Prefill {
+            tokens: u,
+            cached: done,
+        });
+        done += u;
+    }
+    phases.push(phase_nodes(pre, &cm, &passes)?);
+
+    if run.gen > 0 {
+        for c in [&mut plain, &mut prof] {
+            c.clear();
+            c.decode(&toks[..run.prompt])?;
+        }
+        let depth = u32::try_from(run.prompt).context("prompt too long")?;
+        let mut dec = PhaseRun {
+            phase: "decode".into(),
+            tokens: run.gen as u64,
+            depth: prompt,
+            ..PhaseRun::default()
+        };
+        for rep in 0..(run.warmup + run.reps) {
+            plain.truncate(depth)?;
+            let t0 = Instant::now();
+            for j in 0..run.gen {
+                plain.decode(&toks[run.prompt + j..run.prompt + j + 1])?;
+            }
+            let a = t0.elapsed().as_secs_f64();
+            prof.truncate(depth)?;
+            prof.record(true);
+            let t0 = Instant::now();
+            let mut g = 0.0;
+            for j in 0..run.gen {
+                prof.decode(&toks[run.prompt + j..run.prompt + j + 1])?;
+                g += prof.take_span();
+            }
+            let b = t0.elapsed().as_secs_f64();
+            prof.record(false);
+            let nodes = prof.take_nodes();
+            if rep >= run.warmup {
+                dec.plain.push(a);
+                dec.profiled.push(b);
+                dec.graph.push(g);
+                dec.reps.push(timed(nodes));
+            }
+        }
+        let passes: Vec<Phase> = (1..=run.gen as u64)
+            .map(|j| Phase::Decode {
+                context: prompt + j,
+            })
+            .collect();
+        phases.push(phase_nodes(dec, &cm, &passes)?);
+    }
+    let mut notes = vec![
+        "per-node times include one thread-pool dispatch and synchronisation per node (ggml \
+         computes one node per call when a callback asks for every node): compare kinds with \
+         each other, and read whole-phase speed from the plain timings"
+            .to_string(),
+        "llama.cpp computes the last layer's FFN (and the LM head) for the output token only; \
+         the cost model charges the last layer for every prompt token"
+            .to_string(),
+    ];
+    notes.extend(build_warning());
+    Ok(NodeProfile {
+        kind: NODE_PROFILE_KIND.to_string(),
+        schema_version: 1,
+        model: spec.name.clone(),
+        gguf: gguf.display().to_string(),
+        llama_cpp: build_info(BINDINGS),
+        threads: u32::try_from(run.threads).unwrap_or(u32::MAX),
+        reps: run.reps as u64,
+        warmup: run.warmup as u64,
+        phases,
+        notes,
+    })
+}
+
+fn timed(nodes: Vec<NodeSample>) -> Vec<TimedNode> {
+    nodes
+        .into_iter()
+        .map(|n| TimedNode {
+            name: n.name,
+            op: n.op,
+            seconds: n.seconds,
+        })
+        .collect()
+}
+
+/// Per-node timing of a sweep point on its synthetic GGUF.
+pub fn profile_point(p: &PointPlan, m: &MeasureSettings, cache: &Path) -> Result<NodeProfile> {
+    let path = gguf_for(p, cache)?;
+    let prompt = usize::try_from(p.scenario.prompt).context("prompt too long")?;
+    let gen = usize::try_from(p.scenario.generate.min(m.gen_steps).max(1))?;
+    profile_nodes(
+        &path,
+        &p.spec,
+        &p.opts,
+        &NodeRun {
+            prompt,
+            gen,
+            reps: m.reps,
+            warmup: m.warmup,
+            threads: m.threads,
+        },
+    )
 }

@@ -12,6 +12,11 @@
 
 #[cfg(feature = "llamacpp")]
 pub mod llamacpp;
+#[cfg(feature = "llamacpp")]
+pub mod llamacpp_ffi;
+// Pure Rust (name mapping, aggregation): unit-tested in every build, used with the feature.
+#[cfg(any(feature = "llamacpp", test))]
+pub mod llamacpp_nodes;
 pub mod measure;
 pub mod output;
 pub mod plan;

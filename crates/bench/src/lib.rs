@@ -27,6 +27,8 @@ pub enum ProbeError {
     TooManyThreads { requested: u32, available: u32 },
     #[error("cannot list the CPUs this process may run on, so threads cannot be pinned")]
     NoCores,
+    #[error("this process runs under an emulator ({reason}): emulated timings are not the hardware's ceilings; run natively, or pass --allow-emulated to measure anyway (the profile is then marked untrustworthy)")]
+    Emulated { reason: String },
     #[error(transparent)]
     Isa(#[from] IsaError),
     #[error(transparent)]

@@ -171,15 +171,42 @@ pub fn core_model(h: &HostInfo) -> CoreModel {
         );
     }
     if h.arch == "aarch64" {
-        return model(
-            "Arm core with NEON",
-            CoreFamily::Arm,
-            0.0,
-            0.0,
-            2.0,
-            "Arm Cortex-A76/A78/X1 Software Optimization Guides (two 128-bit ASIMD FMA pipes; X1/V1 and Apple cores have four)",
-            Some("assumed 2 x 128-bit FMA pipes per core (Cortex-A76 class)".into()),
-        );
+        let big = h.clusters.first();
+        let core = big.map(|c| c.core.as_str()).unwrap_or("");
+        let mixed = if h.clusters.len() > 1 {
+            format!(
+                " Heterogeneous CPU ({}): the table entry is the biggest cluster's core; all-core peaks overstate the little cores.",
+                crate::host::describe_clusters(&h.clusters)
+            )
+        } else {
+            String::new()
+        };
+        return match arm_fma128(core) {
+            Some((pipes, src, assume)) => model(
+                &format!("{core} ({pipes} x 128-bit FP/ASIMD FMA pipes)"),
+                CoreFamily::Arm,
+                0.0,
+                0.0,
+                pipes,
+                src,
+                match (assume, mixed.is_empty()) {
+                    (None, true) => None,
+                    (a, _) => Some(format!("{}{mixed}", a.unwrap_or(""))),
+                },
+            ),
+            None => model(
+                "Arm core with NEON",
+                CoreFamily::Arm,
+                0.0,
+                0.0,
+                2.0,
+                "Arm Cortex-A76/A78 Software Optimization Guides (two 128-bit ASIMD FMA pipes)",
+                Some(format!(
+                    "core {:?} is not in the table: assumed 2 x 128-bit FMA pipes per core (Cortex-A76 class).{mixed}",
+                    if core.is_empty() { "unknown" } else { core }
+                )),
+            ),
+        };
     }
     model(
         "unknown core",
@@ -190,6 +217,66 @@ pub fn core_model(h: &HostInfo) -> CoreModel {
         "no table entry for this CPU",
         Some("no FMA-unit figure known for this CPU: theoretical peaks omitted".into()),
     )
+}
+
+/// 128-bit FP/ASIMD FMA issues per cycle of an Arm core (by the name `host::arm_core_name`
+/// gives), the source, and the uncertain assumption if any. FP16 `fmla .8h`, `sdot`, `bfdot`
+/// and `smmla`/`bfmmla` are assumed to issue on the same pipes at the same rate (true for
+/// FMLA/SDOT on the Cortex-A76..X4 guides; the BF16/MMLA rates are flagged in `flops_per_cycle`).
+pub fn arm_fma128(core: &str) -> Option<(f64, &'static str, Option<&'static str>)> {
+    const A76: &str = "Arm Cortex-A76 Software Optimization Guide (ASIMD FP multiply-accumulate Q-form: pipes V0/V1, throughput 2/cycle)";
+    const A78: &str = "Arm Cortex-A78 / A78AE / A77 Software Optimization Guides (ASIMD FMLA Q-form: V0/V1, throughput 2/cycle)";
+    const A7XX: &str = "Arm Cortex-A710 / A715 / A720 Software Optimization Guides (ASIMD FMLA Q-form: V0/V1, throughput 2/cycle)";
+    const X: &str = "Arm Cortex-X1 / X2 / X3 / X4 Software Optimization Guides (ASIMD FMLA Q-form: V0-V3, throughput 4/cycle)";
+    const NEO: &str = "Arm Neoverse N1 / N2 / V1 / V2 Software Optimization Guides (N: 2 x 128-bit, V: 4 x 128-bit FP/ASIMD FMA)";
+    const APPLE_P: &str = "Dougall Johnson, 'Apple M1 Firestorm microarchitecture' instruction tables (dougallj.github.io/applecpu): 4 FP/SIMD FMA pipes; same width on M2/M3/M4 P-cores per Chips and Cheese";
+    const APPLE_E: &str = "Dougall Johnson, 'Apple M1 Icestorm' instruction tables (dougallj.github.io/applecpu): 2 FP/SIMD FMA pipes";
+    const LITTLE: &str = "Arm Cortex-A53 / A55 Technical Reference Manuals (64-bit NEON datapath: a Q-form FMLA occupies it for 2 cycles on A53)";
+    Some(match core {
+        "Cortex-A76" | "Cortex-A76AE" | "Kryo 4xx Gold (Cortex-A76 based)" => (2.0, A76, None),
+        "Cortex-A77" | "Cortex-A78" | "Cortex-A78AE" | "Cortex-A78C" => (2.0, A78, None),
+        "Cortex-A710" | "Cortex-A715" | "Cortex-A720" | "Cortex-A725" => (2.0, A7XX, None),
+        "Cortex-X1" | "Cortex-X1C" | "Cortex-X2" | "Cortex-X3" | "Cortex-X4" => (4.0, X, None),
+        "Cortex-X925" => (
+            6.0,
+            "Arm Cortex-X925 Software Optimization Guide (6 x 128-bit ASIMD pipes)",
+            Some("assumed all 6 ASIMD pipes take FMLA"),
+        ),
+        "Neoverse N1" | "Neoverse N2" => (2.0, NEO, None),
+        "Neoverse V1" | "Neoverse V2" | "Neoverse V3" => (4.0, NEO, None),
+        "Cortex-A72" | "Cortex-A73" | "Cortex-A75" | "Kryo 3xx Gold (Cortex-A75 based)" => (
+            2.0,
+            "Arm Cortex-A72 / A75 Software Optimization Guides (two FP/ASIMD pipes F0/F1)",
+            Some("assumed Q-form FMLA issues on both FP pipes every cycle"),
+        ),
+        "Cortex-A53" => (0.5, LITTLE, Some("assumed one 64-bit FMA datapath: 0.5 Q-form FMLA per cycle")),
+        "Cortex-A55" | "Kryo 3xx Silver (Cortex-A55 based)" | "Kryo 4xx Silver (Cortex-A55 based)" => (
+            1.0,
+            LITTLE,
+            Some("assumed 1 Q-form FMLA per cycle (two 64-bit halves)"),
+        ),
+        "Cortex-A510" | "Cortex-A520" => (
+            1.0,
+            "Arm Cortex-A510 / A520 Technical Reference Manuals (vector unit shared by a core pair, 2 x 64- or 2 x 128-bit)",
+            Some("assumed half of a shared 2 x 128-bit vector unit per core"),
+        ),
+        "NVIDIA Carmel" => (
+            2.0,
+            "NVIDIA Xavier Carmel: Chips and Cheese (2 x 128-bit FMA)",
+            Some("assumed 2 x 128-bit FMA pipes"),
+        ),
+        c if c.starts_with("Apple M") && c.contains("P-core") => (
+            4.0,
+            APPLE_P,
+            (!c.contains("M1")).then_some("M2-M4 P-core widths assumed equal to M1 Firestorm's"),
+        ),
+        c if c.starts_with("Apple M") && c.contains("E-core") => (
+            2.0,
+            APPLE_E,
+            (!c.contains("M1")).then_some("M2-M4 E-core widths assumed equal to M1 Icestorm's"),
+        ),
+        _ => return None,
+    })
 }
 
 /// A kernel's theoretical FLOPs (or int8 ops) per cycle per core, with its derivation.
@@ -224,7 +311,7 @@ pub fn flops_per_cycle(kernel: ComputeKernel, m: &CoreModel) -> Option<PeakEntry
         ComputePath::Bf16Dot => 4.0,
         ComputePath::Int8Dot => 8.0,
         _ => 2.0,
-    };
+    } * if kernel.is_mmla() { 2.0 } else { 1.0 };
     let units = match s.isa {
         Isa::Avx512 => m.fma512_per_cycle,
         Isa::Avx2 => m.fma256_per_cycle,
@@ -273,6 +360,26 @@ pub fn flops_per_cycle(kernel: ComputeKernel, m: &CoreModel) -> Option<PeakEntry
             0.5 * lanes * 4.0,
             "vdpbf16ps zmm issues once per 2 cycles on Sapphire/Granite Rapids cores (rooflinebench's own throughput microbenchmark: 0.43 instr/cycle with 4 to 30 independent accumulators, i.e. not latency-bound; no vendor figure found): 0.5 x 16 lanes x 2 pairs x 2 FLOP".into(),
             "rooflinebench microbenchmark (no vendor table)",
+            true,
+        ),
+        (ComputeKernel::F16cvtFmaF32Neon, _) => entry(
+            units * lanes * 2.0 / 2.0,
+            format!(
+                "{units} x 128-bit ASIMD pipes; each fcvtl takes an ASIMD pipe slot like the fmla it feeds, so 2 slots per 4 lanes: {units} x 4 lanes x 2 FLOP / 2"
+            ),
+            src_core,
+            true,
+        ),
+        (
+            ComputeKernel::DotBf16Neon | ComputeKernel::MmlaBf16Neon | ComputeKernel::MmlaI8Neon,
+            _,
+        ) => entry(
+            units * lanes * per_lane,
+            format!(
+                "{units} x 128-bit pipes x {lanes} lanes x {per_lane} ops per lane per instruction, assuming {} issues at the FMLA rate (not given for every core)",
+                s.name
+            ),
+            src_core,
             true,
         ),
         (ComputeKernel::DotI8Avx2, _) => entry(
@@ -379,6 +486,91 @@ mod tests {
                 .flops_per_cycle,
             32.0
         );
+    }
+
+    fn arm_host(cores: &[(&str, u32)]) -> HostInfo {
+        let mut h = host("ARM", "", &["neon", "asimddp"], "");
+        h.arch = "aarch64".into();
+        h.cpu_signature = None;
+        let mut next = 0;
+        h.clusters = cores
+            .iter()
+            .map(|&(core, n)| {
+                let c = crate::host::CoreCluster {
+                    core: core.into(),
+                    implementer: None,
+                    part: None,
+                    cpus: (next..next + n).collect(),
+                    capacity: None,
+                    frequency_max_reported_hz: None,
+                    frequency_hz: None,
+                };
+                next += n;
+                c
+            })
+            .collect();
+        h
+    }
+
+    /// Raspberry Pi 5 (4 x Cortex-A76): 2 pipes x 4 lanes x 2 = 16 f32 FLOP/cycle, 64 int8
+    /// ops/cycle with SDOT; Jetson Orin's A78AE the same; Apple M1 P-cores twice that.
+    #[test]
+    fn arm_cores_from_the_paper_have_table_entries() {
+        let f32_of = |h: &HostInfo| {
+            flops_per_cycle(ComputeKernel::FmaF32Neon, &core_model(h))
+                .unwrap()
+                .flops_per_cycle
+        };
+        let rpi5 = arm_host(&[("Cortex-A76", 4)]);
+        assert_eq!(f32_of(&rpi5), 16.0);
+        let m = core_model(&rpi5);
+        assert!(m.assumption.is_none(), "{m:?}");
+        assert_eq!(
+            flops_per_cycle(ComputeKernel::DotI8Neon, &m)
+                .unwrap()
+                .flops_per_cycle,
+            64.0
+        );
+        assert_eq!(
+            flops_per_cycle(ComputeKernel::MmlaI8Neon, &m)
+                .unwrap()
+                .flops_per_cycle,
+            128.0
+        );
+        assert_eq!(f32_of(&arm_host(&[("Cortex-A78AE", 12)])), 16.0);
+        let m1 = arm_host(&[
+            ("Apple M1 P-core (Firestorm)", 8),
+            ("Apple M1 E-core (Icestorm)", 2),
+        ]);
+        assert_eq!(f32_of(&m1), 32.0);
+        let a = core_model(&m1).assumption.unwrap();
+        assert!(a.contains("Heterogeneous"), "{a}");
+        assert_eq!(f32_of(&arm_host(&[("Apple M4 E-core", 4)])), 16.0);
+        for core in [
+            "Cortex-A55",
+            "Cortex-X1",
+            "Cortex-X2",
+            "Cortex-X3",
+            "Cortex-X4",
+            "Cortex-A510",
+            "Cortex-A520",
+            "Cortex-A710",
+            "Cortex-A715",
+            "Cortex-A720",
+            "Neoverse N1",
+            "Neoverse V1",
+            "Neoverse V2",
+            "Apple M2 P-core (Avalanche)",
+            "Apple M3 P-core (Everest)",
+        ] {
+            assert!(arm_fma128(core).is_some(), "{core}");
+        }
+        // an unknown core: a generic entry that says so, no panic
+        let u = core_model(&arm_host(&[(
+            "unknown Arm core (implementer 0x41, part 0xfff)",
+            1,
+        )]));
+        assert!(u.assumption.unwrap().contains("not in the table"));
     }
 
     #[test]

@@ -71,6 +71,10 @@ pub struct ProbeOptions {
     pub sweep_max_bytes: Option<u64>,
     pub compute: bool,
     pub bandwidth: bool,
+    /// Measure even under an emulator (qemu-user, Rosetta 2): every ceiling is then marked
+    /// unstable and an `emulated` warning says why. Also enabled by a non-empty
+    /// `ROOFLINEBENCH_ALLOW_EMULATED` (the aarch64 CI tests run the probe under qemu).
+    pub allow_emulated: bool,
 }
 
 impl Default for ProbeOptions {
@@ -82,6 +86,7 @@ impl Default for ProbeOptions {
             sweep_max_bytes: None,
             compute: true,
             bandwidth: true,
+            allow_emulated: false,
         }
     }
 }
@@ -97,7 +102,11 @@ impl ProbeOptions {
 
 struct Plan {
     compute: RepeatPolicy,
+    /// Windows each compute kernel is measured in, spread over the compute phase.
+    compute_passes: u32,
     cache: RepeatPolicy,
+    /// Windows each cache-level bandwidth ceiling is measured in.
+    cache_passes: u32,
     dram: RepeatPolicy,
     sweep: RepeatPolicy,
     steps_per_doubling: u32,
@@ -134,7 +143,9 @@ fn plan(mode: Mode) -> Plan {
     match mode {
         Mode::Quick => Plan {
             compute: policy(5, 1, 5, 16, 16),
+            compute_passes: 1,
             cache: policy(4, 1, 5, 16, 16),
+            cache_passes: 1,
             dram: policy(0, 10, 3, 4, 60),
             sweep: policy(1, 1, 3, 4, 5),
             steps_per_doubling: 1,
@@ -148,7 +159,9 @@ fn plan(mode: Mode) -> Plan {
         },
         Mode::Default => Plan {
             compute: policy(20, 1, 10, 60, 60),
+            compute_passes: 3,
             cache: policy(10, 1, 10, 60, 50),
+            cache_passes: 3,
             dram: policy(0, 40, 4, 8, 300),
             sweep: policy(3, 2, 3, 6, 12),
             steps_per_doubling: 2,
@@ -162,7 +175,9 @@ fn plan(mode: Mode) -> Plan {
         },
         Mode::Thorough => Plan {
             compute: policy(100, 2, 20, 200, 400),
+            compute_passes: 4,
             cache: policy(50, 2, 20, 200, 300),
+            cache_passes: 4,
             dram: policy(0, 100, 10, 20, 2500),
             sweep: policy(10, 5, 5, 12, 60),
             steps_per_doubling: 4,
@@ -174,6 +189,16 @@ fn plan(mode: Mode) -> Plan {
             all_kernels_everywhere: true,
         },
     }
+}
+
+/// One bandwidth ceiling to measure: what, where, and (once measured) its trials.
+struct BwJob {
+    level: MemLevel,
+    op: BwOp,
+    kernel: BwKernel,
+    t: u32,
+    per_thread: u64,
+    m: Option<team::Measurement>,
 }
 
 /// Validates a `--threads` list against the CPUs this process may use: sorted, deduplicated;
@@ -201,7 +226,7 @@ pub fn resolve_threads(requested: &[u32], usable: u32) -> Result<Vec<u32>, Probe
 }
 
 /// Each precision's paths, best first (the first one this CPU has is "the" roof path).
-const PREFERENCE: [ComputeKernel; 18] = [
+const PREFERENCE: [ComputeKernel; 24] = [
     ComputeKernel::FmaF64Avx512,
     ComputeKernel::FmaF64Avx2,
     ComputeKernel::FmaF64Neon,
@@ -212,13 +237,19 @@ const PREFERENCE: [ComputeKernel; 18] = [
     ComputeKernel::MulAddF32Scalar,
     ComputeKernel::F16cFmaF32Avx512,
     ComputeKernel::F16cFmaF32Avx2,
+    ComputeKernel::F16cvtFmaF32Neon,
     ComputeKernel::F16MulAddF32Scalar,
     ComputeKernel::FmaF16Avx512fp16,
+    ComputeKernel::FmaF16Neon,
     ComputeKernel::DotBf16Avx512bf16,
+    ComputeKernel::MmlaBf16Neon,
+    ComputeKernel::DotBf16Neon,
     ComputeKernel::DotBf16Scalar,
     ComputeKernel::DotI8Avx512vnni,
     ComputeKernel::DotI8Avxvnni,
     ComputeKernel::DotI8Avx2,
+    ComputeKernel::MmlaI8Neon,
+    ComputeKernel::DotI8Neon,
     ComputeKernel::DotI8Scalar,
 ];
 
@@ -341,6 +372,22 @@ fn measure_clock(core: CoreId, rounds: u32, vector: bool) -> (Option<f64>, host:
     })
 }
 
+/// Refuses to measure under an emulator unless `--allow-emulated` or a non-empty
+/// `ROOFLINEBENCH_ALLOW_EMULATED` allows it.
+fn emulation_gate(
+    reason: &str,
+    allow: bool,
+    env: Option<std::ffi::OsString>,
+) -> Result<(), ProbeError> {
+    if allow || env.is_some_and(|v| !v.is_empty()) {
+        Ok(())
+    } else {
+        Err(ProbeError::Emulated {
+            reason: reason.to_string(),
+        })
+    }
+}
+
 /// Runs the probe. `progress` receives one line per step (print it to stderr).
 pub fn run_probe(
     opts: &ProbeOptions,
@@ -350,6 +397,16 @@ pub fn run_probe(
     let cap = isa::best()?;
     let pl = plan(opts.mode);
     let mut host = host::detect();
+    if let Some(reason) = &host.emulation {
+        emulation_gate(
+            reason,
+            opts.allow_emulated,
+            std::env::var_os("ROOFLINEBENCH_ALLOW_EMULATED"),
+        )?;
+        progress(&format!(
+            "WARNING: running under an emulator ({reason}): every ceiling below is the emulator's speed, not the hardware's"
+        ));
+    }
     let cores = core_affinity::get_core_ids()
         .filter(|v| !v.is_empty())
         .ok_or(ProbeError::NoCores)?;
@@ -364,6 +421,10 @@ pub fn run_probe(
     host.frequency_hz = freq_start;
     host.frequency_avx2_hz = vclocks.avx2_hz;
     host.frequency_avx512_hz = vclocks.avx512_hz;
+    if host.clusters.len() > 1 {
+        say("measuring each core cluster's clock (big.LITTLE / P+E cores)");
+        host::measure_cluster_frequencies(&mut host, 10, 0.0005);
+    }
     let model = peaks::core_model(&host);
     let phys = host.physical_cores.unwrap_or(usable).max(1);
 
@@ -374,18 +435,44 @@ pub fn run_probe(
     let mut bandwidth: Vec<BandwidthCeiling> = Vec::new();
 
     if opts.compute {
+        // Every kernel runs in `compute_passes` windows spread over the compute phase and keeps
+        // its best trial. A VM's core clock moves between about 3.6 and 4.1 GHz within a
+        // second (a dependent-multiply chain sampled every 0.25 s for 2 minutes): one window per
+        // kernel catches whatever clock that moment had, so two probes differed by up to 13%;
+        // windows seconds apart reach the same top clock in every probe.
+        let mut jobs: Vec<(u32, ComputeKernel, Option<team::Measurement>)> = Vec::new();
         for (ti, &t) in threads.iter().enumerate() {
             let all = pl.all_kernels_everywhere || (pl.all_kernels_first && ti == 0);
-            for k in compute_kernels(cap, all) {
-                let spec = k.spec();
+            jobs.extend(compute_kernels(cap, all).into_iter().map(|k| (t, k, None)));
+        }
+        let per_pass = pl.compute.split(pl.compute_passes);
+        for pass in 1..=pl.compute_passes {
+            if pl.compute_passes > 1 {
+                say(&format!(
+                    "compute pass {pass}/{} ({} kernels)",
+                    pl.compute_passes,
+                    jobs.len()
+                ));
+            }
+            for (t, k, merged) in jobs.iter_mut() {
                 // register-only: strangers matter only if they need our CPUs
                 let m = team::measure(
-                    Job::Compute(k),
-                    &cores[..t as usize],
-                    &pl.compute,
+                    Job::Compute(*k),
+                    &cores[..*t as usize],
+                    &per_pass,
                     true,
-                    usable - t,
+                    usable - *t,
                 )?;
+                *merged = Some(match merged.take() {
+                    Some(a) => a.merge(m),
+                    None => m,
+                });
+            }
+        }
+        for (t, k, m) in jobs {
+            let Some(m) = m else { continue };
+            {
+                let spec = k.spec();
                 let q = Quality::of(&m, timer_res);
                 say(&format!(
                     "compute {:<22} x{t}: {:8.1} GFLOP/s (median {:.1}){}",
@@ -613,6 +700,7 @@ pub fn run_probe(
             .map(|p| (p.level, p.working_set_bytes))
             .collect();
         levels.push((MemLevel::Dram, dram_bytes));
+        let mut bw_jobs: Vec<BwJob> = Vec::new();
         for (level, rep) in levels {
             let patterns = if level == MemLevel::Dram {
                 pl.dram_patterns
@@ -634,7 +722,6 @@ pub fn run_probe(
                 let Some(kernel) = BwKernel::best(op, cap) else {
                     continue;
                 };
-                let spec = kernel.spec();
                 for &t in &threads {
                     // private caches: each thread its own plateau-sized set; shared ones and
                     // DRAM: the plateau-sized set split between the threads sharing it, but
@@ -657,76 +744,105 @@ pub fn run_probe(
                         ));
                         continue;
                     }
-                    let policy = if level == MemLevel::Dram {
-                        &pl.dram
-                    } else {
-                        &pl.cache
-                    };
-                    let m = if level == MemLevel::Dram && op == BwOp::Read && t == 1 {
-                        dram1.clone()
-                    } else {
-                        team::measure(
-                            Job::Bandwidth {
-                                kernel,
-                                per_thread_bytes: per_thread as usize,
-                            },
-                            &cores[..t as usize],
-                            policy,
-                            true,
-                            // private levels: strangers on idle CPUs do not share them
-                            match level {
-                                MemLevel::L1 | MemLevel::L2 => usable - t,
-                                MemLevel::L3 | MemLevel::Dram => 0,
-                            },
-                        )?
-                    };
-                    let q = Quality::of(&m, timer_res);
-                    say(&format!(
-                        "{:<4} {:<8} x{t} {:>10}: {:8.2} GB/s (median {:.2}){}",
-                        level.name(),
-                        op.name(),
-                        fmt_bytes(m.working_set_bytes),
-                        m.stats.best / 1e9,
-                        m.stats.median / 1e9,
-                        if q.unstable() { "  unstable" } else { "" }
-                    ));
-                    let wa = (m.write_allocate_per_rep > 0 && m.work_per_rep > 0).then(|| {
-                        m.stats.best * (m.work_per_rep + m.write_allocate_per_rep) as f64
-                            / m.work_per_rep as f64
-                    });
-                    records.push(Record {
-                        label: format!("{} {} x{t}", level.name(), spec.name),
-                        quality: q.clone(),
-                        foreign_max: m.foreign_max,
-                    });
-                    bandwidth.push(BandwidthCeiling {
+                    bw_jobs.push(BwJob {
                         level,
-                        source: CeilingSource::Measured,
-                        pattern: pattern_of(op),
-                        bytes_per_second: m.stats.best,
-                        with_write_allocate_bytes_per_second: wa,
-                        threads: Some(t),
-                        working_set_bytes: Some(m.working_set_bytes),
-                        kernel: Some(spec.name.to_string()),
-                        isa: Some(spec.isa.name().to_string()),
-                        stats: Some(m.stats.clone()),
-                        unstable: q.unstable(),
-                        note: Some(format!(
-                            "nominal bytes count every stream once ({} read + {} write per element){}; {} passes per trial; {}",
-                            spec.read_streams,
-                            spec.write_streams,
-                            if spec.write_allocate_per_elem > 0 {
-                                "; regular stores also read each line first (write-allocate), reported separately"
-                            } else if op == BwOp::WriteNt {
-                                "; non-temporal stores: no write-allocate"
-                            } else {
-                                ""
-                            },
-                            m.reps_per_trial,
-                            clocks(&m)
-                        )),
+                        op,
+                        kernel,
+                        t,
+                        per_thread,
+                        m: (level == MemLevel::Dram && op == BwOp::Read && t == 1)
+                            .then(|| dram1.clone()),
                     });
                 }
+            }
+        }
+        // Cache levels: every job in `cache_passes` windows spread over this phase, keeping
+        // the best trial (as for compute: the VM's state moves within seconds; two 2-thread
+        // L1/L2 measurements one probe apart differed by up to 27% in one window). DRAM jobs
+        // run long trials in one window.
+        let cache_split = pl.cache.split(pl.cache_passes);
+        for pass in 1..=pl.cache_passes {
+            say(&format!(
+                "bandwidth pass {pass}/{} ({} ceilings)",
+                pl.cache_passes,
+                bw_jobs.len()
+            ));
+            for j in bw_jobs.iter_mut() {
+                let dram = j.level == MemLevel::Dram;
+                if dram && (pass > 1 || j.m.is_some()) {
+                    continue;
+                }
+                let m = team::measure(
+                    Job::Bandwidth {
+                        kernel: j.kernel,
+                        per_thread_bytes: j.per_thread as usize,
+                    },
+                    &cores[..j.t as usize],
+                    if dram { &pl.dram } else { &cache_split },
+                    true,
+                    // private levels: strangers on idle CPUs do not share them
+                    match j.level {
+                        MemLevel::L1 | MemLevel::L2 => usable - j.t,
+                        MemLevel::L3 | MemLevel::Dram => 0,
+                    },
+                )?;
+                j.m = Some(match j.m.take() {
+                    Some(a) => a.merge(m),
+                    None => m,
+                });
+            }
+        }
+        for j in bw_jobs {
+            let (level, op, kernel, t) = (j.level, j.op, j.kernel, j.t);
+            let spec = kernel.spec();
+            let Some(m) = j.m else { continue };
+            {
+                let q = Quality::of(&m, timer_res);
+                say(&format!(
+                    "{:<4} {:<8} x{t} {:>10}: {:8.2} GB/s (median {:.2}){}",
+                    level.name(),
+                    op.name(),
+                    fmt_bytes(m.working_set_bytes),
+                    m.stats.best / 1e9,
+                    m.stats.median / 1e9,
+                    if q.unstable() { "  unstable" } else { "" }
+                ));
+                let wa = (m.write_allocate_per_rep > 0 && m.work_per_rep > 0).then(|| {
+                    m.stats.best * (m.work_per_rep + m.write_allocate_per_rep) as f64
+                        / m.work_per_rep as f64
+                });
+                records.push(Record {
+                    label: format!("{} {} x{t}", level.name(), spec.name),
+                    quality: q.clone(),
+                    foreign_max: m.foreign_max,
+                });
+                bandwidth.push(BandwidthCeiling {
+                    level,
+                    source: CeilingSource::Measured,
+                    pattern: pattern_of(op),
+                    bytes_per_second: m.stats.best,
+                    with_write_allocate_bytes_per_second: wa,
+                    threads: Some(t),
+                    working_set_bytes: Some(m.working_set_bytes),
+                    kernel: Some(spec.name.to_string()),
+                    isa: Some(spec.isa.name().to_string()),
+                    stats: Some(m.stats.clone()),
+                    unstable: q.unstable(),
+                    note: Some(format!(
+                        "nominal bytes count every stream once ({} read + {} write per element){}; {} passes per trial; {}",
+                        spec.read_streams,
+                        spec.write_streams,
+                        if spec.write_allocate_per_elem > 0 {
+                            "; regular stores also read each line first (write-allocate), reported separately"
+                        } else if op == BwOp::WriteNt {
+                            "; non-temporal stores: no write-allocate"
+                        } else {
+                            ""
+                        },
+                        m.reps_per_trial,
+                        clocks(&m)
+                    )),
+                });
             }
         }
     }
@@ -754,6 +870,41 @@ pub fn run_probe(
             timer_res,
         },
     );
+    for n in &host.notes {
+        warnings.push(Warning {
+            code: "host_incomplete".into(),
+            message: n.clone(),
+        });
+    }
+    if let Some(reason) = &host.emulation {
+        // loudly, first, and on every ceiling: emulated speed is no hardware's roofline
+        warnings.insert(
+            0,
+            Warning {
+                code: "emulated".into(),
+                message: format!(
+                    "measured under an emulator ({reason}): these ceilings are the emulator's speed and say nothing about any hardware; re-run natively on the device"
+                ),
+            },
+        );
+        let note = "emulated: not a hardware ceiling";
+        for c in compute.iter_mut() {
+            c.unstable = true;
+            c.note = Some(
+                c.note
+                    .take()
+                    .map_or(note.into(), |n| format!("{n}; {note}")),
+            );
+        }
+        for b in bandwidth.iter_mut() {
+            b.unstable = true;
+            b.note = Some(
+                b.note
+                    .take()
+                    .map_or(note.into(), |n| format!("{n}; {note}")),
+            );
+        }
+    }
     for w in &warnings {
         say(&format!("warning [{}]: {}", w.code, w.message));
     }
@@ -1074,6 +1225,17 @@ fn collect_warnings(w: &mut Vec<Warning>, c: &Context) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 7: emulated timings must not become ceilings unless the user insists.
+    #[test]
+    fn probe_refuses_under_emulation_unless_allowed() {
+        let e = emulation_gate("qemu", false, None).unwrap_err();
+        assert!(matches!(e, ProbeError::Emulated { .. }));
+        assert!(e.to_string().contains("--allow-emulated"), "{e}");
+        assert!(emulation_gate("qemu", false, Some("".into())).is_err());
+        assert!(emulation_gate("qemu", true, None).is_ok());
+        assert!(emulation_gate("qemu", false, Some("1".into())).is_ok());
+    }
 
     #[test]
     fn thread_lists_are_validated() {

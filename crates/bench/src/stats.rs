@@ -70,6 +70,19 @@ pub struct RepeatPolicy {
 }
 
 impl RepeatPolicy {
+    /// This policy's trials and budget shared among `passes` runs at different moments (each
+    /// still warms up and has at least 3 trials).
+    pub fn split(&self, passes: u32) -> RepeatPolicy {
+        let p = passes.max(1) as usize;
+        RepeatPolicy {
+            warmup: self.warmup,
+            target_trial: self.target_trial,
+            min_trials: self.min_trials.div_ceil(p).max(3),
+            max_trials: self.max_trials.div_ceil(p).max(3),
+            budget: self.budget / p as u32,
+        }
+    }
+
     /// Whether to run another trial, given the rates so far and the time spent on trials.
     ///
     /// Adaptive: at least `min_trials`; then stop early when the samples already agree (CV
@@ -134,5 +147,22 @@ mod tests {
         assert!(p.wants_more(&[1.0, 1.2, 0.9], ms));
         assert!(!p.wants_more(&[1.0, 1.2, 0.9], Duration::from_secs(2)));
         assert!(!p.wants_more(&[1.0, 1.2, 0.9, 1.0, 1.2, 0.9, 1.0, 1.2, 0.9, 1.0], ms));
+    }
+
+    #[test]
+    fn a_policy_split_into_passes_shares_trials_and_budget() {
+        let p = RepeatPolicy {
+            warmup: Duration::from_millis(20),
+            target_trial: Duration::from_millis(1),
+            min_trials: 10,
+            max_trials: 60,
+            budget: Duration::from_millis(60),
+        };
+        let s = p.split(3);
+        assert_eq!((s.min_trials, s.max_trials), (4, 20));
+        assert_eq!(s.budget, Duration::from_millis(20));
+        assert_eq!(s.warmup, p.warmup);
+        assert_eq!(p.split(100).min_trials, 3);
+        assert_eq!(p.split(1), p);
     }
 }

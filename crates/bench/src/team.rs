@@ -70,6 +70,40 @@ pub struct Measurement {
     pub wall_seconds: f64,
 }
 
+impl Measurement {
+    /// One measurement of the same job from two runs at different moments: every trial of
+    /// both, the clocks of the run that holds the best trial (the clock that best ran at),
+    /// the worst disturbance of either.
+    pub fn merge(self, other: Measurement) -> Measurement {
+        let (n_a, n_b) = (self.stats.samples.len(), other.stats.samples.len());
+        let mut samples = self.stats.samples.clone();
+        samples.extend_from_slice(&other.stats.samples);
+        let (best_run, _) = if other.stats.best > self.stats.best {
+            (&other, &self)
+        } else {
+            (&self, &other)
+        };
+        let total = (n_a + n_b).max(1) as f64;
+        Measurement {
+            stats: summarize(&samples),
+            threads: self.threads,
+            reps_per_trial: best_run.reps_per_trial,
+            work_per_rep: self.work_per_rep,
+            write_allocate_per_rep: self.write_allocate_per_rep,
+            working_set_bytes: self.working_set_bytes,
+            min_trial_seconds: self.min_trial_seconds.min(other.min_trial_seconds),
+            freq_before_hz: best_run.freq_before_hz,
+            freq_after_hz: best_run.freq_after_hz,
+            foreign_fraction: (self.foreign_fraction * n_a as f64
+                + other.foreign_fraction * n_b as f64)
+                / total,
+            foreign_max: self.foreign_max.max(other.foreign_max),
+            pinned: self.pinned && other.pinned,
+            wall_seconds: self.wall_seconds + other.wall_seconds,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 enum Cmd {
     Run(u64),
@@ -418,5 +452,37 @@ mod tests {
         assert_eq!(scaled_reps(u64::MAX, 0.0, 0.01), u64::MAX);
         assert!(scaled_reps(10, 0.001, 0.01) >= 100);
         assert!(scaled_reps(u64::MAX / 2, 1e-9, 1.0) >= u64::MAX / 2);
+    }
+
+    fn run_of(samples: &[f64], clock: f64, foreign: f64) -> Measurement {
+        Measurement {
+            stats: summarize(samples),
+            threads: 1,
+            reps_per_trial: 10,
+            work_per_rep: 64,
+            write_allocate_per_rep: 0,
+            working_set_bytes: 0,
+            min_trial_seconds: 1e-3,
+            freq_before_hz: Some(clock),
+            freq_after_hz: Some(clock),
+            foreign_fraction: foreign,
+            foreign_max: 1,
+            pinned: true,
+            wall_seconds: 0.1,
+        }
+    }
+
+    /// Windows at different moments merge into one measurement: all trials, the best of
+    /// both, and the clock of the window that ran the best trial.
+    #[test]
+    fn merged_windows_keep_every_trial_and_the_best_windows_clock() {
+        let slow = run_of(&[90.0, 91.0, 92.0], 3.6e9, 0.0);
+        let fast = run_of(&[100.0, 101.0, 102.0], 4.1e9, 1.0);
+        let m = slow.merge(fast);
+        assert_eq!(m.stats.samples.len(), 6);
+        assert_eq!(m.stats.best, 102.0);
+        assert_eq!(m.freq_before_hz, Some(4.1e9));
+        assert!((m.foreign_fraction - 0.5).abs() < 1e-12);
+        assert!((m.wall_seconds - 0.2).abs() < 1e-12);
     }
 }

@@ -16,20 +16,30 @@
 //! against the cost table in both directions; a mismatch is a warning here and a test failure
 //! in `tests/`. The arithmetic path of every engine operator is f32 (16-bit weights are widened
 //! in registers), so predictions use the f32 compute roof.
+//!
+//! MLA models run in the form `ModelDef::arch.mla_form` says, costed in the same form, and every
+//! result carries it (`mla_form`, and in the engine label of each measured point). MoE models
+//! record which experts each MoE layer chose in the first timed repetition (every repetition
+//! runs the same tokens): a per-layer histogram, and the expert weight bytes those hits really
+//! read next to the cost model's assumption (`k` experts per layer per decode step; for `T`
+//! tokens the uniform-routing expectation `E (1 - (1 - k/E)^T)`, PITFALLS.md #7).
 
 use crate::arch::ModelDef;
 use crate::error::EngineError;
 use crate::model::Logits;
-use crate::recorder::TimingRecorder;
+use crate::recorder::{ExpertHits, TimingRecorder};
 use crate::{load, LoadOptions, WeightsFrom};
 use rooflinebench_kernels::engine::WeightDtype;
 use rooflinebench_kernels::isa::Isa;
-use rooflinebench_model::cost::{CostModel, CostOptions, CostTable, Phase};
+use rooflinebench_model::cost::{
+    expected_distinct_experts, CostModel, CostOptions, CostTable, Phase,
+};
 use rooflinebench_model::format::{KvFormat, Recipe, WeightFormat};
 use rooflinebench_model::hardware::{Precision, Warning};
 use rooflinebench_model::measure::{MeasuredPoint, SampleSummary, Scope};
 use rooflinebench_model::op::{OpCost, OpId, OpKind};
 use rooflinebench_model::roofline::{predict_op, Bound, Ceilings};
+use rooflinebench_model::spec::{Attention, MoeSpec};
 use rooflinebench_model::units::{Bytes, Flops};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -145,6 +155,36 @@ pub struct PhaseResult {
     pub predicted_seconds: Option<f64>,
     #[serde(default)]
     pub roof_fraction: Option<f64>,
+    /// MoE models: which experts were hit, and what that means for the bytes read.
+    #[serde(default)]
+    pub experts: Option<ExpertResult>,
+}
+
+/// One MoE layer's expert-hit histogram over one repetition of a phase.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerExperts {
+    pub layer: u32,
+    /// Token-expert assignments per routed expert.
+    pub counts: Vec<u64>,
+    /// Distinct experts touched, summed over the repetition's forward passes.
+    pub distinct: u64,
+}
+
+/// Expert hits of one repetition of a phase against the cost model's assumption.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExpertResult {
+    pub layers: Vec<LayerExperts>,
+    /// Bytes of one routed expert's weights (gate, up, down) in the run's format.
+    pub bytes_per_expert: Bytes,
+    /// Distinct experts the cost model charges, summed over MoE layers and steps.
+    pub model_distinct_experts: f64,
+    /// Distinct experts really hit, summed over MoE layers and steps.
+    pub measured_distinct_experts: u64,
+    /// Routed-expert weight bytes: cost model vs. what the hits read.
+    pub model_expert_bytes: Bytes,
+    pub measured_expert_bytes: Bytes,
+    /// The phase's bytes with the measured expert bytes in place of the model's.
+    pub bytes_with_measured_experts: Bytes,
 }
 
 impl PhaseResult {
@@ -234,6 +274,12 @@ pub struct BenchResult {
     pub warmup: u64,
     /// Building the model (not timed in any phase).
     pub load_seconds: f64,
+    /// MLA models: the execution form run and costed (`absorbed` or `materialized`).
+    #[serde(default)]
+    pub mla_form: Option<String>,
+    /// Bytes of the KV cache allocated for the run (equal to the cost model's size).
+    #[serde(default)]
+    pub kv_cache_bytes: u64,
     pub phases: Vec<PhaseResult>,
     #[serde(default)]
     pub roof: Option<RoofInfo>,
@@ -301,6 +347,8 @@ struct Raw {
     totals: Vec<f64>,
     /// Per repetition, per operator (same order every repetition).
     ops: Vec<Vec<(OpId, f64)>>,
+    /// Expert hits of the first timed repetition (MoE models).
+    experts: Vec<ExpertHits>,
 }
 
 /// Measures `def` as `opts` says. The model is built first (weights written), then each phase
@@ -374,7 +422,20 @@ pub fn run_bench(def: &ModelDef, opts: &BenchOptions) -> Result<BenchResult, Eng
     let isa = model.isa();
     let spec = &def.spec;
     let tokens = token_ids(opts.token_seed, positions.max(1), spec.vocab_size);
-    let cm = CostModel::new(spec, &cost_options(dtype))?;
+    let mla_form = match spec.attention {
+        Attention::Mla(_) => Some(def.arch.mla_form),
+        _ => None,
+    };
+    let copts = CostOptions {
+        mla_form: def.arch.mla_form,
+        ..cost_options(dtype)
+    };
+    // The real format of every matrix (a GGUF's per-tensor types, quantized random weights,
+    // or the dense dtype): PITFALLS.md #24.
+    let formats = model.weights.tensor_formats(spec.fused_qkv);
+    let weights_label = model.weights.format_label();
+    let cm = CostModel::with_formats(spec, &copts, &formats)?;
+    let kv_cache_bytes = cache.bytes();
     let mut warnings = Vec::new();
     let mut phases = Vec::new();
     let mut rec = TimingRecorder::new();
@@ -390,28 +451,38 @@ pub fn run_bench(def: &ModelDef, opts: &BenchOptions) -> Result<BenchResult, Eng
         for _ in 0..opts.warmup {
             run(&mut rec)?;
             rec.take();
+            rec.take_experts();
         }
         let mut raw = Raw {
             totals: vec![],
             ops: vec![],
+            experts: vec![],
         };
-        for _ in 0..opts.reps {
+        for rep in 0..opts.reps {
             raw.totals.push(run(&mut rec)?);
             raw.ops.push(rec.take());
+            let hits = rec.take_experts();
+            if rep == 0 {
+                raw.experts = hits;
+            }
         }
         let table = cm.table(Phase::Prefill {
             tokens: opts.prompt as u64,
             cached: 0,
         })?;
-        phases.push(assemble(
+        let hits = std::mem::take(&mut raw.experts);
+        let tables = [table];
+        let mut p = assemble(
             "prefill",
             opts.prompt as u64,
             1,
             0,
-            &[table],
+            &tables,
             raw,
             &mut warnings,
-        )?);
+        )?;
+        p.experts = expert_result(spec.ffn.moe(), &tables, hits, p.bytes);
+        phases.push(p);
     }
 
     if opts.gen > 0 {
@@ -439,14 +510,20 @@ pub fn run_bench(def: &ModelDef, opts: &BenchOptions) -> Result<BenchResult, Eng
         for _ in 0..opts.warmup {
             run(&mut rec)?;
             rec.take();
+            rec.take_experts();
         }
         let mut raw = Raw {
             totals: vec![],
             ops: vec![],
+            experts: vec![],
         };
-        for _ in 0..opts.reps {
+        for rep in 0..opts.reps {
             raw.totals.push(run(&mut rec)?);
             raw.ops.push(rec.take());
+            let hits = rec.take_experts();
+            if rep == 0 {
+                raw.experts = hits;
+            }
         }
         let tables = (1..=opts.gen as u64)
             .map(|s| {
@@ -455,7 +532,8 @@ pub fn run_bench(def: &ModelDef, opts: &BenchOptions) -> Result<BenchResult, Eng
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        phases.push(assemble(
+        let hits = std::mem::take(&mut raw.experts);
+        let mut p = assemble(
             "decode",
             opts.gen as u64,
             opts.gen as u64,
@@ -463,7 +541,9 @@ pub fn run_bench(def: &ModelDef, opts: &BenchOptions) -> Result<BenchResult, Eng
             &tables,
             raw,
             &mut warnings,
-        )?);
+        )?;
+        p.experts = expert_result(spec.ffn.moe(), &tables, hits, p.bytes);
+        phases.push(p);
     }
 
     for p in &phases {
@@ -485,22 +565,35 @@ pub fn run_bench(def: &ModelDef, opts: &BenchOptions) -> Result<BenchResult, Eng
         schema_version: BENCH_SCHEMA_VERSION,
         model: spec.name.clone(),
         model_type: spec.model_type.clone(),
-        weights: dtype.name().to_string(),
+        weights: weights_label,
         weights_source: match &opts.weights {
             WeightsFrom::Random { seed } => format!("random (seed {seed})"),
-            WeightsFrom::Safetensors(p) => p.display().to_string(),
+            WeightsFrom::Safetensors(p) | WeightsFrom::Gguf(p) => p.display().to_string(),
+            WeightsFrom::RandomQuant { seed, quant } => {
+                format!("random (seed {seed}), quantized to {}", quant.name())
+            }
         },
         kv_cache: "f32".into(),
         threads: model.threads() as u32,
         isa: isa.name().to_string(),
-        engine: format!(
-            "rooflinebench-engine {} {}",
-            env!("CARGO_PKG_VERSION"),
-            isa.name()
-        ),
+        engine: match mla_form {
+            Some(f) => format!(
+                "rooflinebench-engine {} {} mla-{}",
+                env!("CARGO_PKG_VERSION"),
+                isa.name(),
+                f.name()
+            ),
+            None => format!(
+                "rooflinebench-engine {} {}",
+                env!("CARGO_PKG_VERSION"),
+                isa.name()
+            ),
+        },
         reps: opts.reps as u64,
         warmup: opts.warmup as u64,
         load_seconds,
+        mla_form: mla_form.map(|f| f.name().to_string()),
+        kv_cache_bytes,
         phases,
         roof: None,
         warnings,
@@ -613,10 +706,133 @@ fn assemble(
         ops,
         predicted_seconds: None,
         roof_fraction: None,
+        experts: None,
     })
 }
 
+/// The expert hits of one repetition against the cost model's routed-expert bytes. `None`
+/// without MoE layers.
+fn expert_result(
+    moe: Option<&MoeSpec>,
+    tables: &[CostTable],
+    hits: Vec<ExpertHits>,
+    phase_bytes: Bytes,
+) -> Option<ExpertResult> {
+    let m = moe?;
+    if hits.is_empty() {
+        return None;
+    }
+    let model_expert_bytes: u64 = tables
+        .iter()
+        .flat_map(|t| &t.ops)
+        .filter(|o| o.id.kind == OpKind::MoeExperts)
+        .map(|o| o.weight_bytes.0)
+        .sum();
+    // Per MoE layer and forward pass of T tokens the model charges D(T) distinct experts
+    // (exactly top_k for one token), all of one size.
+    let layers = hits.len() as f64;
+    let model_distinct: f64 = tables
+        .iter()
+        .map(|t| expected_distinct_experts(m.num_experts, m.top_k, t.phase.new_tokens()) * layers)
+        .sum();
+    let per_expert = if model_distinct > 0.0 {
+        (model_expert_bytes as f64 / model_distinct).round() as u64
+    } else {
+        0
+    };
+    let measured_distinct: u64 = hits.iter().map(|h| h.distinct).sum();
+    let measured_expert_bytes = per_expert.saturating_mul(measured_distinct);
+    Some(ExpertResult {
+        layers: hits
+            .into_iter()
+            .map(|h| LayerExperts {
+                layer: h.layer,
+                counts: h.counts,
+                distinct: h.distinct,
+            })
+            .collect(),
+        bytes_per_expert: Bytes(per_expert),
+        model_distinct_experts: model_distinct,
+        measured_distinct_experts: measured_distinct,
+        model_expert_bytes: Bytes(model_expert_bytes),
+        measured_expert_bytes: Bytes(measured_expert_bytes),
+        bytes_with_measured_experts: Bytes(
+            phase_bytes
+                .0
+                .saturating_add(measured_expert_bytes)
+                .saturating_sub(model_expert_bytes),
+        ),
+    })
+}
+
+impl PhaseResult {
+    /// Human-readable lines about the expert hits (empty without MoE): the histogram per layer
+    /// (most-hit experts first) and measured vs. modelled routed-expert bytes.
+    pub fn experts_text(&self) -> String {
+        let Some(x) = &self.experts else {
+            return String::new();
+        };
+        let n_exp = x.layers.first().map_or(0, |l| l.counts.len());
+        let flops = self.flops.as_f64();
+        let mut s = format!(
+            "  MoE expert hits (first timed repetition, {} MoE layers x {} experts): distinct \
+             experts read {} measured vs {:.1} cost model (uniform routing); routed-expert \
+             weights {:.3} GB measured vs {:.3} GB cost model; phase bytes with the measured \
+             hits {:.3} GB, intensity {:.2} FLOP/B (cost model {:.2})\n",
+            x.layers.len(),
+            n_exp,
+            x.measured_distinct_experts,
+            x.model_distinct_experts,
+            x.measured_expert_bytes.as_f64() / 1e9,
+            x.model_expert_bytes.as_f64() / 1e9,
+            x.bytes_with_measured_experts.as_f64() / 1e9,
+            flops / x.bytes_with_measured_experts.as_f64(),
+            flops / self.bytes.as_f64(),
+        );
+        for l in &x.layers {
+            let mut hit: Vec<(usize, u64)> = l
+                .counts
+                .iter()
+                .copied()
+                .enumerate()
+                .filter(|&(_, c)| c > 0)
+                .collect();
+            hit.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            let shown: Vec<String> = hit
+                .iter()
+                .take(12)
+                .map(|(e, c)| format!("e{e}:{c}"))
+                .collect();
+            let more = hit.len().saturating_sub(12);
+            s += &format!(
+                "    L{}: {}/{} experts hit: {}{}\n",
+                l.layer,
+                hit.len(),
+                l.counts.len(),
+                shown.join(" "),
+                if more > 0 {
+                    format!(" (+{more} more)")
+                } else {
+                    String::new()
+                }
+            );
+        }
+        s
+    }
+}
+
 impl BenchResult {
+    /// One line naming the MLA form and the KV cache size (empty for other attention kinds).
+    pub fn mla_text(&self) -> String {
+        match &self.mla_form {
+            Some(f) => format!(
+                "attention: MLA, {f} form (costed in the same form); KV cache {:.2} MB\n",
+                self.kv_cache_bytes as f64 / 1e6
+            ),
+            None => String::new(),
+        }
+    }
+
     /// Fills every prediction and roof fraction from `ceilings` (f32 compute roof, DRAM or the
     /// ceilings' level policy).
     pub fn evaluate(&mut self, ceilings: &Ceilings) {

@@ -69,6 +69,21 @@ pub enum EngineError {
         found: String,
     },
 
+    /// A GGUF file that cannot be read (its error names the file and the field).
+    #[error(transparent)]
+    Gguf(#[from] rooflinebench_gguf::GgufError),
+
+    /// A tensor stored in a format the engine has no kernel for.
+    #[error(
+        "{}: tensor `{tensor}` is stored as {found}, which the engine cannot run (it runs f32, \
+         f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k and q6_k)", path.display()
+    )]
+    TensorFormat {
+        path: PathBuf,
+        tensor: String,
+        found: String,
+    },
+
     /// A token id beyond the vocabulary.
     #[error("token id {token} is outside the vocabulary (vocab_size {vocab})")]
     BadToken { token: u32, vocab: u64 },

@@ -9,16 +9,25 @@
 //! weights (random from a seed, or from safetensors) and an f32 KV cache, on an explicit number
 //! of threads. [`bench::run_bench`] measures prefill and decode at a real depth.
 //!
-//! What it is not: a serving engine (no sampling loop, no tokenizer, no batching), nor a host
-//! for quantized weights, MLA or MoE (a later issue). The numerics live in
+//! MLA (DeepSeek-V2/V3, PLM; absorbed or materialized, [`mla`]) and MoE ([`moe`]) models run
+//! with random weights.
+//!
+//! Quantized weights: llama.cpp block formats (q8_0 ... q6_K) from a GGUF file
+//! ([`gguf_source`]) or random weights quantized into real blocks, multiplied against
+//! activations quantized to 8 bits ([`weights::matmul`]).
+//!
+//! What it is not: a serving engine (no sampling loop, no tokenizer, no batching). The numerics live in
 //! `rooflinebench-kernels`; this crate is model logic, weights, timing and statistics.
 
 pub mod arch;
 pub mod bench;
 pub mod error;
+pub mod gguf_source;
 pub mod kv;
 pub mod mem;
+pub mod mla;
 pub mod model;
+pub mod moe;
 pub mod recorder;
 pub mod rope;
 pub mod weights;
@@ -40,6 +49,15 @@ pub enum WeightsFrom {
     Random { seed: u64 },
     /// A `.safetensors` file, a `model.safetensors.index.json`, or a folder holding either.
     Safetensors(PathBuf),
+    /// A GGUF file: every tensor runs in its stored format (quantized blocks stay quantized,
+    /// F32/F16/BF16 stay dense).
+    Gguf(PathBuf),
+    /// Random weights from this seed, the matrices quantized into real blocks of `quant`
+    /// (written before anything is timed).
+    RandomQuant {
+        seed: u64,
+        quant: rooflinebench_kernels::quant::QuantType,
+    },
 }
 
 /// How to build a [`Model`].
@@ -92,14 +110,25 @@ pub fn load(
     }
     let mut st = match from {
         WeightsFrom::Safetensors(p) => Some(weights::SafetensorsSource::open(p, def)?),
-        WeightsFrom::Random { .. } => None,
+        WeightsFrom::Random { .. } | WeightsFrom::Gguf(_) | WeightsFrom::RandomQuant { .. } => None,
+    };
+    let mut gg = match from {
+        WeightsFrom::Gguf(p) => Some(gguf_source::GgufSource::open(p, def)?),
+        _ => None,
     };
     let dtype = opts
         .dtype
         .or_else(|| st.as_ref().and_then(|s| s.stored_dtype()))
         .unwrap_or(WeightDtype::F32);
-    let wbytes = weights::weight_bytes(&def.spec, dtype)?;
-    let kv = KvCache::bytes_for(&def.spec, opts.positions)
+    let wbytes = match (&gg, from) {
+        (Some(g), _) => g.tensor_bytes(),
+        // Quantized: at most ~1.06 bytes per weight, plus one f32 tensor while quantizing.
+        (None, WeightsFrom::RandomQuant { .. }) => {
+            weights::weight_bytes(&def.spec, WeightDtype::F16)?
+        }
+        _ => weights::weight_bytes(&def.spec, dtype)?,
+    };
+    let kv = KvCache::bytes_for_form(&def.spec, opts.positions, def.arch.mla_form)
         .ok_or_else(|| EngineError::bad_option("context", opts.positions, "too large"))?;
     let act =
         model::scratch_elems(def, opts.max_tokens, opts.positions, Logits::Last).saturating_mul(4);
@@ -107,17 +136,20 @@ pub fn load(
         &[("weights", wbytes), ("KV cache", kv), ("activations", act)],
         mem::available_bytes(),
     )?;
-    let w = match (st.as_mut(), from) {
-        (Some(src), _) => weights::build(def, dtype, src)?,
-        (None, _) => {
-            let seed = match from {
-                WeightsFrom::Random { seed } => *seed,
-                WeightsFrom::Safetensors(_) => 0,
+    let w = match (st.as_mut(), gg.as_mut(), from) {
+        (Some(src), _, _) => weights::build(def, dtype, src)?,
+        (None, Some(src), _) => weights::build(def, WeightDtype::F32, src)?,
+        (None, None, _) => {
+            let (seed, quant) = match from {
+                WeightsFrom::Random { seed } => (*seed, None),
+                WeightsFrom::RandomQuant { seed, quant } => (*seed, Some(*quant)),
+                WeightsFrom::Safetensors(_) | WeightsFrom::Gguf(_) => (0, None),
             };
             let mut src = weights::RandomSource {
                 seed,
                 threads: opts.threads,
                 norm_offset: def.arch.norm_weight_offset,
+                quant,
             };
             weights::build(def, dtype, &mut src)?
         }

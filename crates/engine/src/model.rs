@@ -11,8 +11,13 @@
 //! token only ([`Logits::Last`], the cost model's default) or on every token ([`Logits::All`]).
 //! Parallel residual (GPT-NeoX): `attn_residual` forms `x + attn` in a side buffer, `ffn_norm`
 //! reads the layer input, `ffn_residual` adds the MLP output to the side buffer.
+//! MLA layers run `mla::attention` (its operators, then `o_proj` here) in place of q/k/v ..
+//! `attn_value`; MoE layers run `moe::ffn` (router, experts, shared experts) in place of the MLP.
 //!
-//! Batch 1. Activations f32; weights f32/f16/bf16; KV cache f32.
+//! Batch 1. Activations f32; weights f32/f16/bf16 or llama.cpp blocks (every projection and the
+//! LM head go through [`crate::weights::matmul`], which quantizes the activations to 8 bits
+//! inside the timed operator; quantized embedding rows are dequantized in the lookup); KV cache
+//! f32.
 
 use crate::arch::ModelDef;
 use crate::error::EngineError;
@@ -22,7 +27,7 @@ use crate::rope::RopeTable;
 use crate::weights::{Mat, Norm, Weights};
 use rooflinebench_kernels::engine::act::{self, Gelu};
 use rooflinebench_kernels::engine::attn::{self, AttnShape};
-use rooflinebench_kernels::engine::{gemm, norm, ThreadPool};
+use rooflinebench_kernels::engine::{norm, ThreadPool};
 use rooflinebench_kernels::isa::Isa;
 use rooflinebench_model::op::{OpId, OpKind};
 use rooflinebench_model::spec::{Activation, NormKind, QkNorm};
@@ -122,7 +127,7 @@ impl Model {
 
     /// A KV cache of `capacity` positions for this model.
     pub fn new_cache(&self, capacity: usize) -> Result<KvCache, EngineError> {
-        KvCache::new(&self.def.spec, capacity)
+        KvCache::with_form(&self.def.spec, capacity, self.def.arch.mla_form)
     }
 
     /// Allocates (and writes) every buffer a forward pass of up to `tokens` tokens with the
@@ -236,11 +241,12 @@ impl Model {
         let gate = &mut sc.gate[..t * inter];
         let up = &mut sc.up[..t * inter];
         let proj = |w: &Mat, bias: &Option<Vec<f32>>, input: &[f32], out: &mut [f32]| {
-            gemm::gemm_nt(isa, pool, input, t, w.view(), bias.as_deref(), out)
+            crate::weights::matmul(isa, pool, input, t, w, bias.as_deref(), out)
         };
 
         rec.op(OpId::global(OpKind::Embedding), || {
-            let e = weights.embed.view();
+            // Quantized tables dequantize the looked-up rows here (timed with the lookup).
+            let e = &weights.embed;
             for (row, &tok) in x.chunks_exact_mut(h).zip(tokens) {
                 e.row_to_f32(tok as usize, row);
                 if let Some(scale) = a.embed_scale {
@@ -257,61 +263,74 @@ impl Model {
                 xn.copy_from_slice(x);
                 apply_norm(xn, &lw.attn_norm);
             });
-            rec.op(id(OpKind::QProj), || proj(&lw.q, &lw.q_bias, xn, q));
-            rec.op(id(OpKind::KProj), || proj(&lw.k, &lw.k_bias, xn, k));
-            rec.op(id(OpKind::VProj), || {
-                proj(&lw.v, &lw.v_bias, xn, v);
-                cache.store(l, true, pos0, v);
-            });
-            if let (Some(QkNorm::PerHead), Some(qn), Some(kn)) = (s.qk_norm, &lw.q_norm, &lw.k_norm)
-            {
-                rec.op(id(OpKind::QNorm), || norm::rmsnorm(isa, q, qn, eps));
-                rec.op(id(OpKind::KNorm), || norm::rmsnorm(isa, k, kn, eps));
-            }
-            let table = match (window, rope_local.as_ref()) {
-                (Some(_), Some(local)) => local,
-                _ => &*rope,
-            };
-            rec.op(id(OpKind::Rope), || {
-                for i in 0..t {
-                    let (c, sn) = table.at(pos0 + i);
-                    act::rope(isa, &mut q[i * nq..(i + 1) * nq], hd, rot, c, sn);
-                    act::rope(isa, &mut k[i * nk..(i + 1) * nk], hd, rot, c, sn);
-                }
-                cache.store(l, false, pos0, k);
-            });
-            // Attention in query chunks that keep the scores buffer within budget.
-            let chunk = (SCORE_BUDGET / (nh * end).max(1)).clamp(1, t);
-            let mut c0 = 0;
-            while c0 < t {
-                let c1 = (c0 + chunk).min(t);
-                let shape = AttnShape {
-                    n_q: c1 - c0,
-                    q_pos0: pos0 + c0,
-                    n_heads: nh,
-                    n_kv_heads: nkv,
-                    head_dim: hd,
-                    kv_stride: cache.capacity(),
-                    window,
-                    scale: a.attn_scale,
-                    softcap: a.attn_softcap,
+            if let Some(mw) = &lw.mla {
+                let mctx = crate::mla::Ctx {
+                    def: &*def,
+                    isa,
+                    pool: &*pool,
+                    rope: &*rope,
                 };
-                let (kc, vc) = cache.layer(l);
-                let scores = &mut sc.scores[..shape.scores_len()];
-                let qc = &q[c0 * nq..c1 * nq];
-                rec.op(id(OpKind::AttnScore), || {
-                    attn::attn_scores(isa, pool, &shape, qc, kc, scores)
+                let nv = t * nh * s.v_head_dim as usize;
+                crate::mla::attention(&mctx, mw, l, xn, t, pos0, cache, &proj, att, rec);
+                rec.op(id(OpKind::OProj), || proj(&lw.o, &lw.o_bias, &att[..nv], o));
+            } else {
+                rec.op(id(OpKind::QProj), || proj(&lw.q, &lw.q_bias, xn, q));
+                rec.op(id(OpKind::KProj), || proj(&lw.k, &lw.k_bias, xn, k));
+                rec.op(id(OpKind::VProj), || {
+                    proj(&lw.v, &lw.v_bias, xn, v);
+                    cache.store(l, true, pos0, v);
                 });
-                rec.op(id(OpKind::AttnSoftmax), || {
-                    attn::attn_softmax(isa, pool, &shape, scores)
+                if let (Some(QkNorm::PerHead), Some(qn), Some(kn)) =
+                    (s.qk_norm, &lw.q_norm, &lw.k_norm)
+                {
+                    rec.op(id(OpKind::QNorm), || norm::rmsnorm(isa, q, qn, eps));
+                    rec.op(id(OpKind::KNorm), || norm::rmsnorm(isa, k, kn, eps));
+                }
+                let table = match (window, rope_local.as_ref()) {
+                    (Some(_), Some(local)) => local,
+                    _ => &*rope,
+                };
+                rec.op(id(OpKind::Rope), || {
+                    for i in 0..t {
+                        let (c, sn) = table.at(pos0 + i);
+                        act::rope(isa, &mut q[i * nq..(i + 1) * nq], hd, rot, c, sn);
+                        act::rope(isa, &mut k[i * nk..(i + 1) * nk], hd, rot, c, sn);
+                    }
+                    cache.store(l, false, pos0, k);
                 });
-                let out = &mut att[c0 * nq..c1 * nq];
-                rec.op(id(OpKind::AttnValue), || {
-                    attn::attn_values(isa, pool, &shape, scores, vc, out)
-                });
-                c0 = c1;
+                // Attention in query chunks that keep the scores buffer within budget.
+                let chunk = (SCORE_BUDGET / (nh * end).max(1)).clamp(1, t);
+                let mut c0 = 0;
+                while c0 < t {
+                    let c1 = (c0 + chunk).min(t);
+                    let shape = AttnShape {
+                        n_q: c1 - c0,
+                        q_pos0: pos0 + c0,
+                        n_heads: nh,
+                        n_kv_heads: nkv,
+                        head_dim: hd,
+                        kv_stride: cache.capacity(),
+                        window,
+                        scale: a.attn_scale,
+                        softcap: a.attn_softcap,
+                    };
+                    let (kc, vc) = cache.layer(l);
+                    let scores = &mut sc.scores[..shape.scores_len()];
+                    let qc = &q[c0 * nq..c1 * nq];
+                    rec.op(id(OpKind::AttnScore), || {
+                        attn::attn_scores(isa, pool, &shape, qc, kc, scores)
+                    });
+                    rec.op(id(OpKind::AttnSoftmax), || {
+                        attn::attn_softmax(isa, pool, &shape, scores)
+                    });
+                    let out = &mut att[c0 * nq..c1 * nq];
+                    rec.op(id(OpKind::AttnValue), || {
+                        attn::attn_values(isa, pool, &shape, scores, vc, out)
+                    });
+                    c0 = c1;
+                }
+                rec.op(id(OpKind::OProj), || proj(&lw.o, &lw.o_bias, att, o));
             }
-            rec.op(id(OpKind::OProj), || proj(&lw.o, &lw.o_bias, att, o));
             if let Some(n) = &lw.attn_post_norm {
                 rec.op(id(OpKind::AttnPostNorm), || apply_norm(o, n));
             }
@@ -327,22 +346,33 @@ impl Model {
                 xn.copy_from_slice(x);
                 apply_norm(xn, &lw.ffn_norm);
             });
-            if let Some(g) = &lw.gate {
-                rec.op(id(OpKind::FfnGate), || proj(g, &lw.gate_bias, xn, gate));
+            if let Some(mw) = &lw.moe {
+                let mctx = crate::moe::Ctx {
+                    def: &*def,
+                    isa,
+                    pool: &*pool,
+                };
+                crate::moe::ffn(&mctx, mw, l, xn, t, o, rec);
+            } else {
+                if let Some(g) = &lw.gate {
+                    rec.op(id(OpKind::FfnGate), || proj(g, &lw.gate_bias, xn, gate));
+                }
+                rec.op(id(OpKind::FfnUp), || proj(&lw.up, &lw.up_bias, xn, up));
+                let gated = lw.gate.is_some();
+                rec.op(id(OpKind::FfnAct), || match (s.ffn.act(), gated) {
+                    (Activation::Silu, true) => act::silu_mul(isa, gate, up),
+                    (Activation::Gelu, true) => act::gelu_mul(isa, gate, up, a.gelu.kernel()),
+                    (Activation::Gelu, false) => act::gelu(isa, up, a.gelu.kernel()),
+                    // Refused when the model is built (arch::check_supported).
+                    (Activation::Silu, false) | (Activation::Relu, _) => {
+                        act::gelu(isa, up, Gelu::Tanh)
+                    }
+                });
+                let hidden = if gated { &*gate } else { &*up };
+                rec.op(id(OpKind::FfnDown), || {
+                    proj(&lw.down, &lw.down_bias, hidden, o)
+                });
             }
-            rec.op(id(OpKind::FfnUp), || proj(&lw.up, &lw.up_bias, xn, up));
-            let gated = lw.gate.is_some();
-            rec.op(id(OpKind::FfnAct), || match (s.ffn.act(), gated) {
-                (Activation::Silu, true) => act::silu_mul(isa, gate, up),
-                (Activation::Gelu, true) => act::gelu_mul(isa, gate, up, a.gelu.kernel()),
-                (Activation::Gelu, false) => act::gelu(isa, up, a.gelu.kernel()),
-                // Refused when the model is built (arch::check_supported).
-                (Activation::Silu, false) | (Activation::Relu, _) => act::gelu(isa, up, Gelu::Tanh),
-            });
-            let hidden = if gated { &*gate } else { &*up };
-            rec.op(id(OpKind::FfnDown), || {
-                proj(&lw.down, &lw.down_bias, hidden, o)
-            });
             if let Some(n) = &lw.ffn_post_norm {
                 rec.op(id(OpKind::FfnPostNorm), || apply_norm(o, n));
             }
@@ -368,7 +398,7 @@ impl Model {
         let vocab = vocab as usize;
         let out = &mut sc.logits[..rows * vocab];
         rec.op(OpId::global(OpKind::LmHead), || {
-            gemm::gemm_nt(isa, pool, xs, rows, weights.head().view(), None, out);
+            crate::weights::matmul(isa, pool, xs, rows, weights.head(), None, out);
             if let Some(cap) = a.final_softcap {
                 attn::softcap(isa, out, cap);
             }

@@ -5,6 +5,10 @@
 //! runs the closure (inlined away: the engine runs at full speed); [`TimingRecorder`] takes an
 //! `Instant` before and after and sums durations per id, in first-execution order (an operator
 //! split into several calls, such as attention over query chunks, accumulates).
+//!
+//! MoE layers also report the experts they routed to ([`Recorder::experts`]); the
+//! [`TimingRecorder`] keeps a per-layer hit histogram and the number of distinct experts each
+//! call touched (what decides the expert weight bytes really read, PITFALLS.md #7).
 
 use rooflinebench_model::op::OpId;
 use std::collections::HashMap;
@@ -14,6 +18,23 @@ use std::time::{Duration, Instant};
 pub trait Recorder {
     /// Runs `f`, the body of operator `id`.
     fn op<T>(&mut self, id: OpId, f: impl FnOnce() -> T) -> T;
+
+    /// MoE layer `layer` (of `num_experts` routed experts) routed its tokens to `chosen`
+    /// (`top_k` expert indices per token). Default: ignored.
+    #[inline(always)]
+    fn experts(&mut self, _layer: u32, _num_experts: usize, _chosen: &[u32]) {}
+}
+
+/// Expert hits of one MoE layer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExpertHits {
+    pub layer: u32,
+    /// Token-expert assignments per expert.
+    pub counts: Vec<u64>,
+    /// Distinct experts touched, summed over forward passes.
+    pub distinct: u64,
+    /// Forward passes through the layer.
+    pub calls: u64,
 }
 
 /// Records nothing.
@@ -32,6 +53,7 @@ impl Recorder for NoopRecorder {
 pub struct TimingRecorder {
     order: Vec<(OpId, Duration)>,
     index: HashMap<OpId, usize>,
+    experts: Vec<ExpertHits>,
 }
 
 impl TimingRecorder {
@@ -46,6 +68,13 @@ impl TimingRecorder {
             .drain(..)
             .map(|(id, d)| (id, d.as_secs_f64()))
             .collect()
+    }
+
+    /// The expert hits recorded so far (by layer), and a reset.
+    pub fn take_experts(&mut self) -> Vec<ExpertHits> {
+        let mut v = std::mem::take(&mut self.experts);
+        v.sort_by_key(|e| e.layer);
+        v
     }
 
     /// Ids recorded so far.
@@ -68,6 +97,33 @@ impl Recorder for TimingRecorder {
             }
         }
         r
+    }
+
+    fn experts(&mut self, layer: u32, num_experts: usize, chosen: &[u32]) {
+        let i = match self.experts.iter().position(|e| e.layer == layer) {
+            Some(i) => i,
+            None => {
+                self.experts.push(ExpertHits {
+                    layer,
+                    counts: vec![0; num_experts],
+                    distinct: 0,
+                    calls: 0,
+                });
+                self.experts.len() - 1
+            }
+        };
+        let e = &mut self.experts[i];
+        let mut seen = vec![false; e.counts.len()];
+        for &x in chosen {
+            if let Some(c) = e.counts.get_mut(x as usize) {
+                *c += 1;
+                if !seen[x as usize] {
+                    seen[x as usize] = true;
+                    e.distinct += 1;
+                }
+            }
+        }
+        e.calls += 1;
     }
 }
 

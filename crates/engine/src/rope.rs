@@ -21,6 +21,21 @@ pub struct RopeTable {
 /// The scaled inverse frequencies, `rot / 2` of them.
 pub fn inv_freq(rot: usize, theta: f64, scaling: &RopeScaling) -> Vec<f32> {
     let half = rot / 2;
+    let yarn_range = match *scaling {
+        RopeScaling::Yarn {
+            beta_fast,
+            beta_slow,
+            original_max_position_embeddings,
+            ..
+        } => crate::arch::yarn_correction_range(
+            beta_fast,
+            beta_slow,
+            rot,
+            theta,
+            original_max_position_embeddings,
+        ),
+        _ => (0.0, 1.0),
+    };
     (0..half)
         .map(|i| {
             let exponent = (2 * i) as f32 / rot as f32;
@@ -48,6 +63,12 @@ pub fn inv_freq(rot: usize, theta: f64, scaling: &RopeScaling) -> Vec<f32> {
                         (1.0 - smooth) * f / factor + smooth * f
                     }
                 }
+                RopeScaling::Yarn { factor, .. } => {
+                    // Interpolated below the ramp, original above it (`inv_freq_mask`).
+                    let (low, high) = yarn_range;
+                    let ramp = ((i as f64 - low) / (high - low)).clamp(0.0, 1.0);
+                    f / factor * ramp + f * (1.0 - ramp)
+                }
             };
             scaled as f32
         })
@@ -58,13 +79,14 @@ impl RopeTable {
     pub fn new(rot: usize, theta: f64, scaling: &RopeScaling, positions: usize) -> RopeTable {
         let freqs = inv_freq(rot, theta, scaling);
         let half = rot / 2;
+        let m = scaling.cos_sin_scale() as f64;
         let mut cos = Vec::with_capacity(positions * half);
         let mut sin = Vec::with_capacity(positions * half);
         for p in 0..positions {
             for &f in &freqs {
                 let angle = (p as f32 * f) as f64;
-                cos.push(angle.cos() as f32);
-                sin.push(angle.sin() as f32);
+                cos.push((angle.cos() * m) as f32);
+                sin.push((angle.sin() * m) as f32);
             }
         }
         RopeTable { rot, cos, sin }

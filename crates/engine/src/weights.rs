@@ -11,6 +11,11 @@
 //! `±sqrt(3 / in_features)` (unit output variance for unit input variance), norm weights
 //! `1 ± 0.1`, biases `±0.1`, embeddings `±1`.
 //!
+//! Quantized matrices ([`MatBuf::Quant`]) hold llama.cpp blocks in a 64-byte aligned buffer;
+//! [`matmul`] is the one projection dispatch (dense GEMM/GEMV, or 8-bit activations against
+//! the blocks). Random weights are quantized into real blocks when [`RandomSource::quant`] is
+//! set; GGUF files load through [`crate::gguf_source`].
+//!
 //! Safetensors files are memory-mapped, their headers validated, and each tensor copied (and
 //! converted to the run's dtype) into aligned buffers once, before any timing. Fused
 //! checkpoints are split on load: Phi3's `qkv_proj`/`gate_up_proj` and GPT-NeoX's per-head
@@ -19,8 +24,14 @@
 use crate::arch::{ModelDef, Naming};
 use crate::error::EngineError;
 use rooflinebench_kernels::engine::convert::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16};
-use rooflinebench_kernels::engine::{MatRef, WeightData, WeightDtype};
+use rooflinebench_kernels::engine::{gemm, MatRef, ThreadPool, WeightData, WeightDtype};
+use rooflinebench_kernels::isa::Isa;
+use rooflinebench_kernels::quant::{
+    ActKind, Q8Activations, QuantError, QuantIsa, QuantMatrix, QuantType,
+};
+use rooflinebench_model::format::{TensorFormats, TensorRole, WeightFormat};
 use rooflinebench_model::spec::{ModelSpec, NormKind};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -30,6 +41,57 @@ pub enum MatBuf {
     F32(Vec<f32>),
     F16(Vec<u16>),
     Bf16(Vec<u16>),
+    /// llama.cpp blocks of `ty`, rows contiguous (each row a whole number of blocks), in a
+    /// 64-byte aligned buffer. Multiplied by [`matmul`] against activations quantized to 8 bits.
+    Quant {
+        ty: QuantType,
+        data: AlignedBytes,
+    },
+}
+
+/// Bytes in a 64-byte aligned buffer (a cache line; `Vec<u8>` only promises 1).
+#[derive(Clone)]
+pub struct AlignedBytes {
+    lines: Vec<Line>,
+    len: usize,
+}
+
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+
+impl AlignedBytes {
+    /// A copy of `b` (every byte written: PITFALLS.md #23).
+    pub fn from_slice(b: &[u8]) -> AlignedBytes {
+        let mut lines = vec![Line([0; 64]); b.len().div_ceil(64)];
+        for (l, c) in lines.iter_mut().zip(b.chunks(64)) {
+            l.0[..c.len()].copy_from_slice(c);
+        }
+        AlignedBytes {
+            lines,
+            len: b.len(),
+        }
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: `lines` holds at least `len` initialised bytes (`Line` is plain `[u8; 64]`,
+        // `repr(C)`), contiguous, and the borrow of `self` keeps them alive.
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast::<u8>(), self.len) }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl std::fmt::Debug for AlignedBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AlignedBytes({} bytes)", self.len)
+    }
 }
 
 /// A row-major `rows x cols` weight matrix.
@@ -41,29 +103,69 @@ pub struct Mat {
 }
 
 impl Mat {
-    pub fn view(&self) -> MatRef<'_> {
+    /// The dense view the f32/f16/bf16 kernels take; `None` for a quantized matrix.
+    pub fn dense_view(&self) -> Option<MatRef<'_>> {
         let data = match &self.buf {
             MatBuf::F32(v) => WeightData::F32(v),
             MatBuf::F16(v) => WeightData::F16(v),
             MatBuf::Bf16(v) => WeightData::Bf16(v),
+            MatBuf::Quant { .. } => return None,
         };
-        MatRef {
+        Some(MatRef {
             rows: self.rows,
             cols: self.cols,
             data,
+        })
+    }
+
+    /// The dense view.
+    ///
+    /// # Panics
+    /// On a quantized matrix (an engine bug: every product with a weight goes through
+    /// [`matmul`], which dispatches quantized matrices to the quantized kernels).
+    pub fn view(&self) -> MatRef<'_> {
+        self.dense_view()
+            .expect("a quantized matrix reached a dense kernel: use weights::matmul")
+    }
+
+    /// The quantized view; `None` for a dense matrix.
+    pub fn quant_view(&self) -> Option<QuantMatrix<'_>> {
+        match &self.buf {
+            MatBuf::Quant { ty, data } => Some(QuantMatrix {
+                ty: *ty,
+                rows: self.rows,
+                cols: self.cols,
+                data: data.as_slice(),
+            }),
+            _ => None,
         }
     }
 
+    /// The dense dtype; a quantized matrix reports f32, the type its kernels produce (see
+    /// [`Mat::format`] for its storage format).
     pub fn dtype(&self) -> WeightDtype {
         match self.buf {
-            MatBuf::F32(_) => WeightDtype::F32,
+            MatBuf::F32(_) | MatBuf::Quant { .. } => WeightDtype::F32,
             MatBuf::F16(_) => WeightDtype::F16,
             MatBuf::Bf16(_) => WeightDtype::Bf16,
         }
     }
 
+    /// The storage format, as the cost model names it.
+    pub fn format(&self) -> WeightFormat {
+        match &self.buf {
+            MatBuf::F32(_) => WeightFormat::F32,
+            MatBuf::F16(_) => WeightFormat::F16,
+            MatBuf::Bf16(_) => WeightFormat::Bf16,
+            MatBuf::Quant { ty, .. } => quant_format(*ty),
+        }
+    }
+
     pub fn bytes(&self) -> usize {
-        self.rows * self.cols * self.dtype().size()
+        match &self.buf {
+            MatBuf::Quant { data, .. } => data.len(),
+            _ => self.rows * self.cols * self.dtype().size(),
+        }
     }
 
     /// Element `(r, c)` as f32 (slow; for reference code and tests).
@@ -73,16 +175,190 @@ impl Mat {
             MatBuf::F32(v) => v[i],
             MatBuf::F16(v) => f16_to_f32(v[i]),
             MatBuf::Bf16(v) => bf16_to_f32(v[i]),
+            MatBuf::Quant { .. } => {
+                let mut row = vec![0.0; self.cols];
+                self.row_to_f32(r, &mut row);
+                row[c]
+            }
         }
     }
 
-    fn from_f32(rows: usize, cols: usize, data: Vec<f32>, dtype: WeightDtype) -> Mat {
+    /// Row `r` as f32 into `out` (`cols` values): an embedding lookup. Quantized rows are
+    /// dequantized here, so the lookup's time includes the dequantization.
+    pub fn row_to_f32(&self, r: usize, out: &mut [f32]) {
+        match self.quant_view() {
+            Some(q) => q
+                .dequantize_row(r, out)
+                .expect("row index and width checked by the caller"),
+            None => self.view().row_to_f32(r, out),
+        }
+    }
+
+    /// Quantizes `data` (`rows x cols` f32) into blocks of `ty`, rows split over `threads`.
+    pub fn quantize(
+        rows: usize,
+        cols: usize,
+        data: &[f32],
+        ty: QuantType,
+        threads: usize,
+    ) -> Result<Mat, EngineError> {
+        let bad = |e: QuantError| EngineError::bad_option("weights", ty.name(), e.to_string());
+        let row_bytes = ty.bytes_for(cols).ok_or_else(|| {
+            bad(QuantError::NotBlockMultiple {
+                ty: ty.name(),
+                cols,
+                block: ty.block_elems(),
+            })
+        })?;
+        if data.len() != rows.saturating_mul(cols) {
+            return Err(bad(QuantError::ShapeMismatch {
+                op: "quantize weights",
+                what: "input",
+                expected: rows.saturating_mul(cols),
+                actual: data.len(),
+            }));
+        }
+        let mut out = vec![0u8; rows * row_bytes];
+        let per = rows.div_ceil(threads.max(1)).max(1);
+        let res: Vec<Result<(), QuantError>> = std::thread::scope(|sc| {
+            let hs: Vec<_> = out
+                .chunks_mut((per * row_bytes).max(1))
+                .zip(data.chunks((per * cols).max(1)))
+                .map(|(o, x)| {
+                    sc.spawn(move || {
+                        let q = rooflinebench_kernels::quant::quantize(ty, x)?;
+                        o.copy_from_slice(&q);
+                        Ok(())
+                    })
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        });
+        for r in res {
+            r.map_err(bad)?;
+        }
+        Ok(Mat {
+            rows,
+            cols,
+            buf: MatBuf::Quant {
+                ty,
+                data: AlignedBytes::from_slice(&out),
+            },
+        })
+    }
+
+    /// A dense f32 copy (quantized blocks dequantized): the reference the quantized kernels
+    /// are tested against.
+    pub fn to_f32(&self) -> Mat {
+        let mut data = vec![0.0f32; self.rows * self.cols];
+        if self.cols > 0 {
+            for (r, row) in data.chunks_exact_mut(self.cols).enumerate() {
+                self.row_to_f32(r, row);
+            }
+        }
+        Mat {
+            rows: self.rows,
+            cols: self.cols,
+            buf: MatBuf::F32(data),
+        }
+    }
+
+    pub fn from_f32(rows: usize, cols: usize, data: Vec<f32>, dtype: WeightDtype) -> Mat {
         let buf = match dtype {
             WeightDtype::F32 => MatBuf::F32(data),
             WeightDtype::F16 => MatBuf::F16(data.iter().map(|&x| f32_to_f16(x)).collect()),
             WeightDtype::Bf16 => MatBuf::Bf16(data.iter().map(|&x| f32_to_bf16(x)).collect()),
         };
         Mat { rows, cols, buf }
+    }
+}
+
+/// The cost model's name of a block format.
+pub fn quant_format(ty: QuantType) -> WeightFormat {
+    match ty {
+        QuantType::Q8_0 => WeightFormat::Q8_0,
+        QuantType::Q4_0 => WeightFormat::Q4_0,
+        QuantType::Q4_1 => WeightFormat::Q4_1,
+        QuantType::Q5_0 => WeightFormat::Q5_0,
+        QuantType::Q5_1 => WeightFormat::Q5_1,
+        QuantType::Q4K => WeightFormat::Q4K,
+        QuantType::Q5K => WeightFormat::Q5K,
+        QuantType::Q6K => WeightFormat::Q6K,
+    }
+}
+
+/// The format a matrix of `cols` inputs gets when the run asks for `ty`: K-quants need `cols`
+/// divisible by 256 and fall back as llama.cpp's quantizer does (q4_K -> q5_0, q5_K -> q5_1,
+/// q6_K -> q8_0; PITFALLS.md #24); `None` (stay dense) when not even 32 divides `cols`.
+pub fn quant_fallback(ty: QuantType, cols: usize) -> Option<QuantType> {
+    if cols.is_multiple_of(ty.block_elems()) {
+        return Some(ty);
+    }
+    let fb = match ty {
+        QuantType::Q4K => QuantType::Q5_0,
+        QuantType::Q5K => QuantType::Q5_1,
+        QuantType::Q6K => QuantType::Q8_0,
+        _ => return None,
+    };
+    cols.is_multiple_of(fb.block_elems()).then_some(fb)
+}
+
+thread_local! {
+    /// Quantized activations of the calling thread, one per activation format; reused so
+    /// decode steps do not allocate.
+    static ACTS: RefCell<[Q8Activations; 2]> =
+        RefCell::new([Q8Activations::new(ActKind::Q8_0), Q8Activations::new(ActKind::Q8K)]);
+}
+
+/// `out (m x rows) = input (m x cols) W^T + bias` for any weight format: the projection
+/// dispatch of the forward pass.
+///
+/// Dense weights go to the f32/f16/bf16 GEMM/GEMV. Quantized weights run as llama.cpp does:
+/// the `m` activation rows are first quantized to 8 bits per element (q8_0 blocks of 32 for
+/// the legacy formats, q8_K super-blocks of 256 for the k-quants), then multiplied with
+/// integer dot products, GEMV for `m == 1` and the cache-blocked GEMM for prefill, weight
+/// rows split over the pool's threads. The activation quantization runs inside the caller's
+/// timed operator, so its cost shows in the per-operator times.
+///
+/// # Panics
+/// When the slice lengths do not match `m` and `w` (an engine bug, as for `gemm_nt`).
+pub fn matmul(
+    isa: Isa,
+    pool: &ThreadPool,
+    input: &[f32],
+    m: usize,
+    w: &Mat,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    let Some(q) = w.quant_view() else {
+        gemm::gemm_nt(isa, pool, input, m, w.view(), bias, out);
+        return;
+    };
+    assert_eq!(input.len(), m * w.cols, "matmul: input length");
+    assert_eq!(out.len(), m * w.rows, "matmul: output length");
+    if m == 0 || w.rows == 0 {
+        return;
+    }
+    let qisa = QuantIsa::for_isa(isa);
+    ACTS.with(|a| {
+        let mut a = a.borrow_mut();
+        let acts = match q.ty.act_kind() {
+            ActKind::Q8_0 => &mut a[0],
+            ActKind::Q8K => &mut a[1],
+        };
+        acts.quantize(input, m, w.cols)
+            .and_then(|()| q.gemm_pool(qisa, acts, m, out, pool))
+            .expect("shapes checked above and when the matrix was built");
+    });
+    if let Some(b) = bias {
+        for row in out.chunks_exact_mut(w.rows) {
+            for (o, bb) in row.iter_mut().zip(b) {
+                *o += bb;
+            }
+        }
     }
 }
 
@@ -116,6 +392,10 @@ pub struct LayerWeights {
     pub down: Mat,
     pub down_bias: Option<Vec<f32>>,
     pub ffn_post_norm: Option<Norm>,
+    /// MLA attention (then `q`, `k`, `v` are empty and `o` is `hidden x heads * v_head_dim`).
+    pub mla: Option<crate::mla::MlaWeights>,
+    /// A MoE FFN (then `gate`, `up`, `down` are empty).
+    pub moe: Option<crate::moe::MoeWeights>,
 }
 
 /// Every weight of a model.
@@ -135,6 +415,130 @@ impl Weights {
         self.lm_head.as_ref().unwrap_or(&self.embed)
     }
 
+    /// Every dense-path matrix with its cost-model role and layer (MLA/MoE sub-weights and
+    /// empty placeholders left out). `fused_qkv`: the cost model names q/k/v `AttnQkv`.
+    fn matrices(&self, fused_qkv: bool) -> Vec<(TensorRole, Option<u64>, &Mat)> {
+        let mut v = vec![(TensorRole::TokenEmbd, None, &self.embed)];
+        if let Some(h) = &self.lm_head {
+            v.push((TensorRole::Output, None, h));
+        }
+        for (i, l) in self.layers.iter().enumerate() {
+            let li = Some(i as u64);
+            let (qr, kr, vr) = if fused_qkv {
+                (
+                    TensorRole::AttnQkv,
+                    TensorRole::AttnQkv,
+                    TensorRole::AttnQkv,
+                )
+            } else {
+                (TensorRole::AttnQ, TensorRole::AttnK, TensorRole::AttnV)
+            };
+            let mut ms = vec![
+                (qr, &l.q),
+                (kr, &l.k),
+                (vr, &l.v),
+                (TensorRole::AttnOutput, &l.o),
+            ];
+            if let Some(g) = &l.gate {
+                ms.push((TensorRole::FfnGate, g));
+            }
+            ms.push((TensorRole::FfnUp, &l.up));
+            ms.push((TensorRole::FfnDown, &l.down));
+            for (r, m) in ms {
+                if m.rows > 0 && m.cols > 0 {
+                    v.push((r, li, m));
+                }
+            }
+        }
+        v
+    }
+
+    /// The real storage format of every matrix, for `CostModel::with_formats` (PITFALLS.md
+    /// #24: cost what runs, not a label).
+    pub fn tensor_formats(&self, fused_qkv: bool) -> TensorFormats {
+        let mut f = TensorFormats::new();
+        for (role, layer, m) in self.matrices(fused_qkv) {
+            f.insert(role, layer, m.format());
+        }
+        f
+    }
+
+    /// The weight formats of the run: `q4_0` when uniform, else each format with its matrix
+    /// count, most common first (`q4_1 x210 + q8_0 x1 (token_embd)`).
+    pub fn format_label(&self) -> String {
+        let mats = self.matrices(false);
+        let mut counts: Vec<(WeightFormat, usize, Vec<&'static str>)> = Vec::new();
+        for (role, _, m) in &mats {
+            let f = m.format();
+            let name = match role {
+                TensorRole::TokenEmbd => Some("token_embd"),
+                TensorRole::Output => Some("output"),
+                _ => None,
+            };
+            match counts.iter_mut().find(|c| c.0 == f) {
+                Some(c) => {
+                    c.1 += 1;
+                    c.2.extend(name);
+                }
+                None => counts.push((f, 1, name.into_iter().collect())),
+            }
+        }
+        if counts.len() == 1 {
+            return counts[0].0.name().to_string();
+        }
+        counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        counts
+            .iter()
+            .map(|(f, n, names)| {
+                let only_globals = names.len() == *n;
+                if only_globals {
+                    format!("{} x{n} ({})", f.name(), names.join(", "))
+                } else {
+                    format!("{} x{n}", f.name())
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" + ")
+    }
+
+    /// Whether any matrix is block-quantized.
+    pub fn is_quantized(&self) -> bool {
+        self.matrices(false)
+            .iter()
+            .any(|(_, _, m)| m.quant_view().is_some())
+    }
+
+    /// A copy with every quantized matrix dequantized to f32: the same model on the dense
+    /// path (the reference for the quantized kernels' end-to-end error).
+    pub fn dequantized(&self) -> Weights {
+        let mut w = self.clone();
+        let deq = |m: &mut Mat| {
+            if m.quant_view().is_some() {
+                *m = m.to_f32();
+            }
+        };
+        deq(&mut w.embed);
+        if let Some(h) = &mut w.lm_head {
+            deq(h);
+        }
+        for l in &mut w.layers {
+            for m in [
+                &mut l.q,
+                &mut l.k,
+                &mut l.v,
+                &mut l.o,
+                &mut l.up,
+                &mut l.down,
+            ] {
+                deq(m);
+            }
+            if let Some(g) = &mut l.gate {
+                deq(g);
+            }
+        }
+        w
+    }
+
     /// Bytes of all weights as stored.
     pub fn bytes(&self) -> usize {
         let norm = |n: &Norm| 4 * (n.weight.len() + n.bias.as_ref().map_or(0, Vec::len));
@@ -150,6 +554,8 @@ impl Weights {
             total += ov(&l.q_bias) + ov(&l.k_bias) + ov(&l.v_bias) + ov(&l.o_bias);
             total += ov(&l.q_norm) + ov(&l.k_norm);
             total += ov(&l.gate_bias) + ov(&l.up_bias) + ov(&l.down_bias);
+            total +=
+                l.mla.as_ref().map_or(0, |m| m.bytes()) + l.moe.as_ref().map_or(0, |m| m.bytes());
         }
         total
     }
@@ -182,9 +588,15 @@ pub fn weight_bytes(spec: &ModelSpec, dtype: WeightDtype) -> Result<u64, EngineE
     .ok_or_else(over)?;
     let embed = m(s.vocab_size, h).ok_or_else(over)?;
     let head = if s.tie_word_embeddings { 0 } else { embed };
+    let esize = dtype.size() as u64;
+    let mla = crate::mla::layer_weight_bytes(s, esize).checked_mul(s.num_hidden_layers);
     per_layer
         .checked_mul(s.num_hidden_layers)
         .and_then(|x| x.checked_add(embed)?.checked_add(head))
+        .and_then(|x| {
+            x.checked_add(mla?)?
+                .checked_add(crate::moe::weight_bytes(s, esize)?)
+        })
         .ok_or_else(over)
 }
 
@@ -225,6 +637,21 @@ pub enum LKey {
     UpBias,
     DownBias,
     FfnPostNorm,
+    MlaQA,
+    MlaQANorm,
+    MlaQB,
+    MlaKvA,
+    MlaKvANorm,
+    MlaKvB,
+    MoeRouter,
+    MoeRouterBias,
+    ExpGate(u32),
+    ExpUp(u32),
+    ExpDown(u32),
+    ShGate,
+    ShUp,
+    ShDown,
+    ShGateVec,
 }
 
 impl Key {
@@ -267,6 +694,13 @@ pub fn build(
     let inter = s.intermediate_size as usize;
     let vocab = s.vocab_size as usize;
     let ln = s.norm == NormKind::LayerNorm;
+    let is_mla = crate::mla::spec_of(def).is_some();
+    // MLA: no q/k/v matrices; o_proj reads heads * v_head_dim.
+    let (nq, nkv, o_in) = if is_mla {
+        (0, 0, s.num_attention_heads as usize * s.v_head_dim as usize)
+    } else {
+        (nq, nkv, nq)
+    };
     let offset = def.arch.norm_weight_offset;
     let norm =
         |src: &mut dyn Source, w: Key, b: Option<Key>, len: usize| -> Result<Norm, EngineError> {
@@ -309,7 +743,7 @@ pub fn build(
         } else {
             (None, None)
         };
-        let o = src.mat(k(LKey::O), h, nq, dtype)?;
+        let o = src.mat(k(LKey::O), h, o_in, dtype)?;
         let o_bias = if s.o_bias {
             Some(src.vec(k(LKey::OBias), h)?)
         } else {
@@ -321,6 +755,10 @@ pub fn build(
             None
         };
         let ffn_norm = norm(src, k(LKey::FfnNorm), Some(k(LKey::FfnNormBias)), h)?;
+        let mla = crate::mla::build_layer(def, dtype, src, i)?;
+        let moe = crate::moe::build_layer(def, dtype, src, i)?;
+        // A MoE layer has no dense MLP.
+        let inter = if moe.is_some() { 0 } else { inter };
         let gate = if s.ffn.gated() {
             Some(src.mat(k(LKey::Gate), inter, h, dtype)?)
         } else {
@@ -367,6 +805,8 @@ pub fn build(
             down,
             down_bias,
             ffn_post_norm,
+            mla,
+            moe,
         });
     }
     let final_norm = norm(src, Key::FinalNorm, Some(Key::FinalNormBias), h)?;
@@ -413,6 +853,24 @@ pub struct RandomSource {
     pub threads: usize,
     /// Subtracted from norm weights so that the family's offset brings them back to `1 ± 0.1`.
     pub norm_offset: f32,
+    /// Quantize the projection, embedding and LM-head matrices into real blocks of this
+    /// format (with the k-quant fallback of [`quant_fallback`]); `None`: dense in the run's
+    /// dtype.
+    pub quant: Option<QuantType>,
+}
+
+/// Whether `key` is a matrix the forward pass multiplies through [`matmul`] (or looks up by
+/// row), i.e. one that may be stored quantized.
+pub fn quantizable(key: Key) -> bool {
+    matches!(
+        key,
+        Key::Embed
+            | Key::LmHead
+            | Key::Layer(
+                _,
+                LKey::Q | LKey::K | LKey::V | LKey::O | LKey::Gate | LKey::Up | LKey::Down
+            )
+    )
 }
 
 impl RandomSource {
@@ -450,12 +908,13 @@ impl Source for RandomSource {
         let n = rows
             .checked_mul(cols)
             .ok_or_else(|| EngineError::bad_option("tensor", key.label(), "too large"))?;
-        Ok(Mat::from_f32(
-            rows,
-            cols,
-            self.fill(key, n, scale, 0.0),
-            dtype,
-        ))
+        let data = self.fill(key, n, scale, 0.0);
+        match self.quant.and_then(|q| quant_fallback(q, cols)) {
+            Some(ty) if quantizable(key) && n > 0 => {
+                Mat::quantize(rows, cols, &data, ty, self.threads)
+            }
+            _ => Ok(Mat::from_f32(rows, cols, data, dtype)),
+        }
     }
 
     fn vec(&mut self, key: Key, len: usize) -> Result<Vec<f32>, EngineError> {
@@ -470,6 +929,8 @@ impl Source for RandomSource {
                         | LKey::KNorm
                         | LKey::AttnPostNorm
                         | LKey::FfnPostNorm
+                        | LKey::MlaQANorm
+                        | LKey::MlaKvANorm
                 )
         );
         Ok(if is_norm {
@@ -515,6 +976,7 @@ impl SafetensorsSource {
     /// Opens `path`: a `.safetensors` file, a `model.safetensors.index.json`, or a folder
     /// holding either.
     pub fn open(path: &Path, def: &ModelDef) -> Result<SafetensorsSource, EngineError> {
+        crate::arch::check_checkpoint_supported(def)?;
         let mut files = Vec::new();
         let (shards, display): (Vec<PathBuf>, PathBuf) = if path.is_dir() {
             let single = path.join("model.safetensors");
@@ -681,6 +1143,8 @@ impl SafetensorsSource {
                     LKey::GateBias => (name("mlp.gate_proj.bias"), all),
                     LKey::UpBias => (name("mlp.up_proj.bias"), all),
                     LKey::DownBias => (name("mlp.down_proj.bias"), all),
+                    // MLA/MoE checkpoints are refused in `open`.
+                    other => (format!("{p}<{other:?}>"), all),
                 }
             }
         }

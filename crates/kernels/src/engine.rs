@@ -13,6 +13,8 @@
 //! Every kernel has a scalar twin (plain sequential loops) that is both the fallback under
 //! `ROOFLINEBENCH_FORCE_ISA=scalar` and the oracle its SIMD paths are tested against.
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
 pub mod act;
 pub mod attn;
 pub mod convert;

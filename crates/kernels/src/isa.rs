@@ -247,6 +247,31 @@ mod tests {
         assert_eq!(names.contains(&"avx512_fp16"), f.avx512_fp16);
     }
 
+    /// CI runs the aarch64 tests under `qemu-aarch64 -cpu max` and sets
+    /// `ROOFLINEBENCH_EXPECT_FEATURES=neon,asimddp,fphp,bf16,i8mm`: a CPU model without them
+    /// would make every kernel test skip its kernel and pass without checking anything.
+    #[test]
+    fn expected_features_are_detected_so_no_kernel_test_is_silently_skipped() {
+        let Ok(want) = std::env::var("ROOFLINEBENCH_EXPECT_FEATURES") else {
+            println!("skip: ROOFLINEBENCH_EXPECT_FEATURES is not set");
+            return;
+        };
+        let f = CpuFeatures::detect();
+        let have = f.names();
+        for w in want.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            assert!(
+                have.contains(&w),
+                "expected feature {w} not detected (have: {have:?})"
+            );
+        }
+        if f.dotprod || f.fp16 || f.bf16 || f.i8mm {
+            assert!(
+                f.neon,
+                "an Advanced SIMD extension without NEON is a detection bug"
+            );
+        }
+    }
+
     #[test]
     fn scalar_is_always_available_and_names_round_trip() {
         assert!(Isa::Scalar.available());

@@ -17,6 +17,7 @@
 //! Matrices follow ggml's convention: a weight of `rows x cols` stores each row contiguously
 //! (`ne[0] = cols` is the reduction dimension) and `y = W x` reads every row once.
 
+mod aarch64;
 mod reference;
 mod scalar;
 #[cfg(test)]
@@ -381,6 +382,8 @@ pub enum QuantIsa {
     Avx2,
     /// AVX-512 VNNI `vpdpbusd` / `vpdpwssd` (EVEX, on ymm).
     Avx512Vnni,
+    /// aarch64 NEON `sdot` (FEAT_DotProd); see `quant/aarch64.rs`.
+    NeonDot,
 }
 
 impl QuantIsa {
@@ -389,6 +392,7 @@ impl QuantIsa {
             QuantIsa::Scalar => "scalar",
             QuantIsa::Avx2 => "avx2",
             QuantIsa::Avx512Vnni => "avx512vnni",
+            QuantIsa::NeonDot => "neondot",
         }
     }
 
@@ -396,6 +400,7 @@ impl QuantIsa {
         match self {
             QuantIsa::Scalar => true,
             QuantIsa::Avx2 => Isa::Avx2.available(),
+            QuantIsa::NeonDot => aarch64::available(),
             QuantIsa::Avx512Vnni => {
                 #[cfg(target_arch = "x86_64")]
                 {
@@ -413,17 +418,23 @@ impl QuantIsa {
 
     /// Every path this CPU can run, scalar first.
     pub fn all_available() -> Vec<QuantIsa> {
-        [QuantIsa::Scalar, QuantIsa::Avx2, QuantIsa::Avx512Vnni]
-            .into_iter()
-            .filter(|i| i.available())
-            .collect()
+        [
+            QuantIsa::Scalar,
+            QuantIsa::Avx2,
+            QuantIsa::Avx512Vnni,
+            QuantIsa::NeonDot,
+        ]
+        .into_iter()
+        .filter(|i| i.available())
+        .collect()
     }
 
     /// The quantized path matching a vector ISA: AVX-512 means VNNI when the CPU has it (else
     /// the AVX2 path), NEON has no quantized path yet (scalar).
     pub fn for_isa(isa: Isa) -> QuantIsa {
         let q = match isa {
-            Isa::Scalar | Isa::Neon => QuantIsa::Scalar,
+            Isa::Scalar => QuantIsa::Scalar,
+            Isa::Neon => QuantIsa::NeonDot,
             Isa::Avx2 => QuantIsa::Avx2,
             Isa::Avx512 => QuantIsa::Avx512Vnni,
         };
@@ -771,6 +782,7 @@ fn dot_rows(isa: QuantIsa, ty: QuantType, w: &[u8], acts: &[ActRow<'_>], out: &m
     match isa {
         #[cfg(target_arch = "x86_64")]
         QuantIsa::Avx2 | QuantIsa::Avx512Vnni => x86::dot_rows(isa, ty, w, acts, out),
+        QuantIsa::NeonDot => aarch64::dot_rows(ty, w, acts, out),
         _ => {
             for (a, o) in acts.iter().zip(out.iter_mut()) {
                 *o = scalar::dot(ty, w, a);

@@ -190,6 +190,7 @@ fn inv_freq(rot: usize, theta: f64, scaling: &RopeScaling) -> Vec<f64> {
                         (1.0 - s) * f / factor + s * f
                     }
                 }
+                RopeScaling::Yarn { .. } => panic!("no YaRN here: MLA models use tests/mla_moe.rs"),
             }
         })
         .collect()

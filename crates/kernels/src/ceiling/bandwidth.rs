@@ -99,6 +99,10 @@ pub enum BwKernel {
     TriadAvx512,
     TriadAvx2,
     TriadScalar,
+    ReadNeon,
+    WriteNeon,
+    CopyNeon,
+    TriadNeon,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -128,6 +132,33 @@ const fn bw(
     }
 }
 
+const NE: &str = "neon";
+pub const READ_F32_NEON: BwSpec = bw("read_f32_neon", Isa::Neon, NE, BwOp::Read, 1, 0, 4, 0, 0, 0);
+pub const WRITE_F32_NEON: BwSpec = bw(
+    "write_f32_neon",
+    Isa::Neon,
+    NE,
+    BwOp::Write,
+    0,
+    1,
+    0,
+    4,
+    4,
+    0,
+);
+pub const COPY_F32_NEON: BwSpec = bw("copy_f32_neon", Isa::Neon, NE, BwOp::Copy, 1, 1, 4, 4, 4, 0);
+pub const TRIAD_F32_NEON: BwSpec = bw(
+    "triad_f32_neon",
+    Isa::Neon,
+    NE,
+    BwOp::Triad,
+    2,
+    1,
+    8,
+    4,
+    4,
+    2,
+);
 const A5: &str = "avx512f";
 const A2: &str = "avx2";
 pub const READ_F32_AVX512: BwSpec = bw(
@@ -278,7 +309,7 @@ pub const TRIAD_F32_SCALAR: BwSpec = bw(
 );
 
 impl BwKernel {
-    pub const ALL: [BwKernel; 14] = [
+    pub const ALL: [BwKernel; 18] = [
         BwKernel::ReadAvx512,
         BwKernel::ReadAvx2,
         BwKernel::ReadScalar,
@@ -293,6 +324,10 @@ impl BwKernel {
         BwKernel::TriadAvx512,
         BwKernel::TriadAvx2,
         BwKernel::TriadScalar,
+        BwKernel::ReadNeon,
+        BwKernel::WriteNeon,
+        BwKernel::CopyNeon,
+        BwKernel::TriadNeon,
     ];
 
     pub fn spec(self) -> &'static BwSpec {
@@ -311,6 +346,10 @@ impl BwKernel {
             BwKernel::TriadAvx512 => &TRIAD_F32_AVX512,
             BwKernel::TriadAvx2 => &TRIAD_F32_AVX2,
             BwKernel::TriadScalar => &TRIAD_F32_SCALAR,
+            BwKernel::ReadNeon => &READ_F32_NEON,
+            BwKernel::WriteNeon => &WRITE_F32_NEON,
+            BwKernel::CopyNeon => &COPY_F32_NEON,
+            BwKernel::TriadNeon => &TRIAD_F32_NEON,
         }
     }
 
@@ -430,7 +469,18 @@ pub fn run(kernel: BwKernel, bufs: &mut BwBuffers, passes: u64) -> Result<f64, C
                 _ => f64::NAN,
             }
         },
-        #[cfg(not(target_arch = "x86_64"))]
+        // SAFETY: `kernel.supported()` checked NEON; slice lengths were checked above.
+        #[cfg(target_arch = "aarch64")]
+        k => unsafe {
+            match k {
+                BwKernel::ReadNeon => arm::read_neon(a, passes),
+                BwKernel::WriteNeon => arm::write_neon(a, passes),
+                BwKernel::CopyNeon => arm::copy_neon(a, b, passes),
+                BwKernel::TriadNeon => arm::triad_neon(a, b, c, s, passes),
+                _ => f64::NAN,
+            }
+        },
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
         _ => f64::NAN,
     };
     Ok(black_box(r))
@@ -837,6 +887,140 @@ mod x86 {
         copy_avx2,
         triad_avx2
     );
+}
+
+/// aarch64 NEON streams (intrinsics): 128-bit loads/stores, 16 registers (256 B) per unrolled
+/// step for write and copy, 8 for read (XOR into 8 accumulators) and triad. No non-temporal
+/// kernel: Arm's `stnp` is only a hint and most cores still allocate.
+#[cfg(target_arch = "aarch64")]
+mod arm {
+    use super::*;
+    use crate::ceiling::opaque;
+    use std::arch::aarch64::*;
+
+    #[target_feature(enable = "neon")]
+    pub(super) unsafe fn read_neon(a: &[f32], passes: u64) -> f64 {
+        const STEP: usize = 32;
+        let n = a.len();
+        let mut acc = [vdupq_n_u32(0); 8];
+        let mut tail = 0u32;
+        for _ in 0..passes {
+            // a fresh-looking base each pass: XOR-ing a pass twice must not cancel out
+            let p = black_box(a.as_ptr()).cast::<u32>();
+            let mut i = 0;
+            while i + STEP <= n {
+                for (j, x) in acc.iter_mut().enumerate() {
+                    *x = veorq_u32(*x, vld1q_u32(p.add(i + 4 * j)));
+                }
+                i += STEP;
+            }
+            while i + 4 <= n {
+                acc[0] = veorq_u32(acc[0], vld1q_u32(p.add(i)));
+                i += 4;
+            }
+            for k in i..n {
+                tail ^= *p.add(k);
+            }
+        }
+        let mut out = [0u32; 32];
+        for (j, x) in acc.iter().enumerate() {
+            vst1q_u32(out.as_mut_ptr().add(4 * j), *x);
+        }
+        (out.iter().fold(tail, |x, v| x ^ v)) as f64
+    }
+
+    #[target_feature(enable = "neon")]
+    pub(super) unsafe fn write_neon(a: &mut [f32], passes: u64) -> f64 {
+        const STEP: usize = 64;
+        let (n, p) = (a.len(), a.as_mut_ptr());
+        for pass in 0..passes {
+            let x = black_box(write_value(pass));
+            let v = vdupq_n_f32(x);
+            let mut i = 0;
+            while i + STEP <= n {
+                for j in 0..16 {
+                    vst1q_f32(p.add(i + 4 * j), v);
+                }
+                i += STEP;
+            }
+            while i + 4 <= n {
+                vst1q_f32(p.add(i), v);
+                i += 4;
+            }
+            for k in i..n {
+                *p.add(k) = x;
+            }
+        }
+        a.first().copied().unwrap_or(0.0) as f64
+    }
+
+    #[target_feature(enable = "neon")]
+    pub(super) unsafe fn copy_neon(a: &mut [f32], b: &[f32], passes: u64) -> f64 {
+        const STEP: usize = 64;
+        let (n, d, s) = (a.len(), a.as_mut_ptr(), b.as_ptr());
+        for _ in 0..passes {
+            let mut i = 0;
+            while i + STEP <= n {
+                for j in 0..16 {
+                    // through a register the optimiser cannot see into (no `memcpy` calls)
+                    let mut v = vld1q_f32(s.add(i + 4 * j));
+                    opaque!(v, vreg);
+                    vst1q_f32(d.add(i + 4 * j), v);
+                }
+                i += STEP;
+            }
+            while i + 4 <= n {
+                let mut v = vld1q_f32(s.add(i));
+                opaque!(v, vreg);
+                vst1q_f32(d.add(i), v);
+                i += 4;
+            }
+            for k in i..n {
+                let mut x = *s.add(k);
+                crate::ceiling::opaque_f32!(x);
+                *d.add(k) = x;
+            }
+        }
+        a.first().copied().unwrap_or(0.0) as f64
+    }
+
+    #[target_feature(enable = "neon")]
+    pub(super) unsafe fn triad_neon(
+        a: &mut [f32],
+        b: &[f32],
+        c: &[f32],
+        s: f32,
+        passes: u64,
+    ) -> f64 {
+        const STEP: usize = 32;
+        let (n, d, pb, pc) = (a.len(), a.as_mut_ptr(), b.as_ptr(), c.as_ptr());
+        let vs = vdupq_n_f32(s);
+        for _ in 0..passes {
+            let mut i = 0;
+            while i + STEP <= n {
+                for j in 0..8 {
+                    let k = i + 4 * j;
+                    // vfmaq(b, s, c) = b + s * c, one rounding: the twin's s.mul_add(c, b)
+                    vst1q_f32(
+                        d.add(k),
+                        vfmaq_f32(vld1q_f32(pb.add(k)), vs, vld1q_f32(pc.add(k))),
+                    );
+                }
+                i += STEP;
+            }
+            while i + 4 <= n {
+                vst1q_f32(
+                    d.add(i),
+                    vfmaq_f32(vld1q_f32(pb.add(i)), vs, vld1q_f32(pc.add(i))),
+                );
+                i += 4;
+            }
+            for k in i..n {
+                *d.add(k) = s.mul_add(*pc.add(k), *pb.add(k));
+            }
+        }
+        a.first().copied().unwrap_or(0.0) as f64
+    }
 }
 
 #[cfg(test)]

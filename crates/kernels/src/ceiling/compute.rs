@@ -17,6 +17,12 @@
 //! - `dot_i8_avx2`: 8 x (`vpmaddubsw`, `vpmaddwd`, `vpaddd`).
 //! - `fma_f16_avx512fp16` is hand-written `asm!` (the FP16 intrinsics are unstable on 1.95).
 //! - `muladd_f32_scalar`: 16 x (`mulss`, `addss`), not packed into SIMD registers.
+//! - aarch64 (`aarch64-linux-gnu-objdump -d` of the cross-built test binary): every NEON compute
+//!   kernel except `f16cvt_fma_f32_neon` is `asm!`, so its loop is exactly 16 x the instruction
+//!   (`fmla .4s/.2d/.8h`, `bfdot`, `bfmmla`, `sdot`, `smmla`) on v0-v15 with v16/v17 as
+//!   operands, then `subs` + `b.ne`. The first intrinsics version of `fma_f32_neon`
+//!   (`vfmaq_f32(c, a, m)`) compiled to one `mov` per `fmla`: hence the `asm!`, and the Arm
+//!   recurrence `acc += M x C` (FMLA only accumulates) that the twin mirrors.
 //!
 //! Measured on a Granite Rapids-class Xeon (KVM guest, 4.0 GHz): 16-accumulator `fma_f32_avx512`
 //! reaches 59.5 of 64 FLOP/cycle, `vdpbf16ps` issues once per 2 cycles whatever the number of
@@ -90,6 +96,12 @@ pub enum ComputeKernel {
     DotI8Avxvnni,
     DotI8Avx2,
     DotI8Scalar,
+    FmaF16Neon,
+    DotBf16Neon,
+    MmlaBf16Neon,
+    DotI8Neon,
+    MmlaI8Neon,
+    F16cvtFmaF32Neon,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -307,6 +319,78 @@ pub const DOT_I8_AVX2: ComputeSpec = spec(
     24,
     true,
 );
+// aarch64 extensions (hand-written `asm!`: on Rust 1.95 the FP16 and dot-product intrinsics are
+// unstable and there are no BF16 ones). The MMLA kernels do a 2x2 block of dot products per
+// 128-bit register: each of the 4 i32/f32 lanes takes 8 (i8) or 4 (bf16) multiply-adds, twice
+// the dot-product instructions' depth, so their FLOPs per lane are doubled.
+/// The Arm f16 LLM path on cores without (or not using) FP16 arithmetic: `fcvtl` widens 4 f16
+/// values, `fmla` accumulates in f32 (like the x86 F16C kernels; conversion counted as free).
+pub const F16CVT_FMA_F32_NEON: ComputeSpec = spec(
+    "f16cvt_fma_f32_neon",
+    Isa::Neon,
+    "neon",
+    P::F16ViaF32,
+    12,
+    4,
+    96,
+    24,
+    true,
+);
+pub const FMA_F16_NEON: ComputeSpec = spec(
+    "fma_f16_neon",
+    Isa::Neon,
+    "neon+fp16",
+    P::F16Native,
+    16,
+    8,
+    256,
+    16,
+    true,
+);
+pub const DOT_BF16_NEON: ComputeSpec = spec(
+    "dot_bf16_neon",
+    Isa::Neon,
+    "neon+bf16",
+    P::Bf16Dot,
+    16,
+    4,
+    256,
+    16,
+    true,
+);
+pub const MMLA_BF16_NEON: ComputeSpec = spec(
+    "mmla_bf16_neon",
+    Isa::Neon,
+    "neon+bf16",
+    P::Bf16Dot,
+    16,
+    4,
+    512,
+    16,
+    true,
+);
+pub const DOT_I8_NEON: ComputeSpec = spec(
+    "dot_i8_neon",
+    Isa::Neon,
+    "neon+dotprod",
+    P::Int8Dot,
+    16,
+    4,
+    512,
+    16,
+    true,
+);
+pub const MMLA_I8_NEON: ComputeSpec = spec(
+    "mmla_i8_neon",
+    Isa::Neon,
+    "neon+i8mm",
+    P::Int8Dot,
+    16,
+    4,
+    1024,
+    16,
+    true,
+);
 pub const DOT_I8_SCALAR: ComputeSpec = spec(
     "dot_i8_scalar",
     Isa::Scalar,
@@ -320,7 +404,7 @@ pub const DOT_I8_SCALAR: ComputeSpec = spec(
 );
 
 impl ComputeKernel {
-    pub const ALL: [ComputeKernel; 18] = [
+    pub const ALL: [ComputeKernel; 24] = [
         ComputeKernel::FmaF64Avx512,
         ComputeKernel::FmaF64Avx2,
         ComputeKernel::FmaF64Neon,
@@ -339,6 +423,12 @@ impl ComputeKernel {
         ComputeKernel::DotI8Avxvnni,
         ComputeKernel::DotI8Avx2,
         ComputeKernel::DotI8Scalar,
+        ComputeKernel::FmaF16Neon,
+        ComputeKernel::DotBf16Neon,
+        ComputeKernel::MmlaBf16Neon,
+        ComputeKernel::DotI8Neon,
+        ComputeKernel::MmlaI8Neon,
+        ComputeKernel::F16cvtFmaF32Neon,
     ];
 
     pub fn spec(self) -> &'static ComputeSpec {
@@ -361,11 +451,26 @@ impl ComputeKernel {
             ComputeKernel::DotI8Avxvnni => &DOT_I8_AVXVNNI,
             ComputeKernel::DotI8Avx2 => &DOT_I8_AVX2,
             ComputeKernel::DotI8Scalar => &DOT_I8_SCALAR,
+            ComputeKernel::FmaF16Neon => &FMA_F16_NEON,
+            ComputeKernel::DotBf16Neon => &DOT_BF16_NEON,
+            ComputeKernel::MmlaBf16Neon => &MMLA_BF16_NEON,
+            ComputeKernel::DotI8Neon => &DOT_I8_NEON,
+            ComputeKernel::MmlaI8Neon => &MMLA_I8_NEON,
+            ComputeKernel::F16cvtFmaF32Neon => &F16CVT_FMA_F32_NEON,
         }
     }
 
     pub fn name(self) -> &'static str {
         self.spec().name
+    }
+
+    /// Matrix-multiply-accumulate kernels (`smmla`, `bfmmla`): each lane takes twice the
+    /// dot-product depth per instruction (8 i8 or 4 bf16 products).
+    pub fn is_mmla(self) -> bool {
+        matches!(
+            self,
+            ComputeKernel::MmlaBf16Neon | ComputeKernel::MmlaI8Neon
+        )
     }
 
     /// Whether this CPU has every feature the kernel needs.
@@ -390,7 +495,15 @@ impl ComputeKernel {
             ComputeKernel::FmaF16Avx512fp16 => avx512 && f.avx512_fp16,
             ComputeKernel::DotBf16Avx512bf16 => avx512 && f.avx512_bf16,
             ComputeKernel::DotI8Avx512vnni => avx512 && f.avx512_vnni,
-            ComputeKernel::FmaF64Neon | ComputeKernel::FmaF32Neon => Isa::Neon.available(),
+            ComputeKernel::FmaF64Neon
+            | ComputeKernel::FmaF32Neon
+            | ComputeKernel::F16cvtFmaF32Neon => Isa::Neon.available(),
+            ComputeKernel::FmaF16Neon => Isa::Neon.available() && f.fp16,
+            ComputeKernel::DotBf16Neon | ComputeKernel::MmlaBf16Neon => {
+                Isa::Neon.available() && f.bf16
+            }
+            ComputeKernel::DotI8Neon => Isa::Neon.available() && f.dotprod,
+            ComputeKernel::MmlaI8Neon => Isa::Neon.available() && f.i8mm,
         }
     }
 
@@ -441,12 +554,19 @@ pub fn run(kernel: ComputeKernel, iters: u64) -> Result<f64, CeilingError> {
                 _ => unreachable_kernel(k),
             }
         },
-        // SAFETY: as above; NEON is checked by `supported()`.
+        // SAFETY: as above; NEON and each extension (fp16, bf16, dotprod, i8mm, detected with
+        // `is_aarch64_feature_detected!`) are checked by `supported()`.
         #[cfg(target_arch = "aarch64")]
         k => unsafe {
             match k {
                 ComputeKernel::FmaF64Neon => arm::fma_f64_neon(n),
                 ComputeKernel::FmaF32Neon => arm::fma_f32_neon(n),
+                ComputeKernel::FmaF16Neon => arm::fma_f16_neon(n),
+                ComputeKernel::DotBf16Neon => arm::dot_bf16_neon(n),
+                ComputeKernel::MmlaBf16Neon => arm::mmla_bf16_neon(n),
+                ComputeKernel::DotI8Neon => arm::dot_i8_neon(n),
+                ComputeKernel::MmlaI8Neon => arm::mmla_i8_neon(n),
+                ComputeKernel::F16cvtFmaF32Neon => arm::f16cvt_fma_f32_neon(n),
                 _ => unreachable_kernel(k),
             }
         },
@@ -549,12 +669,21 @@ pub fn twin(kernel: ComputeKernel, iters: u64) -> (f64, Tally) {
     let lanes = s.lanes as usize;
     let n = s.accumulators as usize * lanes;
     let mut t = Tally::default();
+    // an MMLA lane takes the operand pair/quadruple twice per instruction
+    let depth = if kernel.is_mmla() { 2 } else { 1 };
+    // Arm's FMLA only accumulates (acc += m * c); the x86 FMAs compute acc * m + c
+    let accumulate = matches!(
+        kernel,
+        ComputeKernel::FmaF64Neon | ComputeKernel::FmaF32Neon | ComputeKernel::FmaF16Neon
+    );
     let sum = match s.path {
         P::F64 => {
             let mut acc: Vec<f64> = (0..n).map(lane_f64).collect();
             for _ in 0..iters {
                 for a in &mut acc {
-                    *a = if s.fused {
+                    *a = if accumulate {
+                        M_F.mul_add(C_F, *a)
+                    } else if s.fused {
                         a.mul_add(M_F, C_F)
                     } else {
                         *a * M_F + C_F
@@ -569,7 +698,13 @@ pub fn twin(kernel: ComputeKernel, iters: u64) -> (f64, Tally) {
             let mut acc: Vec<f32> = (0..n).map(lane_f32).collect();
             for _ in 0..iters {
                 for a in &mut acc {
-                    *a = if s.fused { a.mul_add(m, c) } else { *a * m + c };
+                    *a = if accumulate {
+                        m.mul_add(c, *a)
+                    } else if s.fused {
+                        a.mul_add(m, c)
+                    } else {
+                        *a * m + c
+                    };
                     t.flops += 2;
                 }
             }
@@ -590,10 +725,15 @@ pub fn twin(kernel: ComputeKernel, iters: u64) -> (f64, Tally) {
         P::F16Native => {
             let (m, c) = (f16_to_f32(M_F16) as f64, f16_to_f32(C_F16) as f64);
             let mut acc: Vec<f64> = (0..n).map(|i| f16_to_f32(lane_f16_acc(i)) as f64).collect();
+            // Arm's sum stalls once the f16 spacing exceeds 2 x 0.125 (at 256)
             for _ in 0..iters {
                 for a in &mut acc {
                     // product and sum are exact in f64 for these values: one rounding, like FMA
-                    *a = round_f16(*a * m + c);
+                    *a = if accumulate {
+                        round_f16(*a + m * c)
+                    } else {
+                        round_f16(*a * m + c)
+                    };
                     t.flops += 2;
                 }
             }
@@ -605,9 +745,11 @@ pub fn twin(kernel: ComputeKernel, iters: u64) -> (f64, Tally) {
             let mut acc: Vec<f32> = (0..n).map(lane_f32).collect();
             for _ in 0..iters {
                 for x in &mut acc {
-                    *x += a[0] * b[0];
-                    *x += a[1] * b[1];
-                    t.flops += 4;
+                    for _ in 0..depth {
+                        *x += a[0] * b[0];
+                        *x += a[1] * b[1];
+                        t.flops += 4;
+                    }
                 }
             }
             sum_f32(&acc)
@@ -616,7 +758,7 @@ pub fn twin(kernel: ComputeKernel, iters: u64) -> (f64, Tally) {
             let mut acc: Vec<i32> = (0..n).map(lane_i32).collect();
             for _ in 0..iters {
                 for x in &mut acc {
-                    for q in 0..4 {
+                    for q in (0..4).cycle().take(4 * depth) {
                         *x = x.wrapping_add(I8_U[q] as i32 * I8_S[q] as i32);
                         t.flops += 2;
                     }
@@ -1040,63 +1182,240 @@ mod x86 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// aarch64 kernels (f32/f64 FMA only for now; the dot-product kernels belong to the ARM issue).
+// aarch64 kernels: NEON f32/f64 FMA (intrinsics), and `asm!` for FP16 FMLA, BF16 BFDOT/BFMMLA,
+// int8 SDOT and SMMLA, each behind its own `is_aarch64_feature_detected!` flag.
 
 #[cfg(target_arch = "aarch64")]
 mod arm {
     use super::*;
     use std::arch::aarch64::*;
+    use std::arch::asm;
 
-    macro_rules! fma_neon {
-        ($name:ident, $t:ty, $acc:literal, $lanes:literal, $lane:ident, $sum:ident,
-         $dup:ident, $load:ident, $store:ident, $fma:ident) => {
-            #[target_feature(enable = "neon")]
-            pub(super) unsafe fn $name(iters: u64) -> f64 {
-                let init: [$t; $acc * $lanes] = std::array::from_fn($lane);
-                let mut acc = [$dup(0.0); $acc];
-                for (j, a) in acc.iter_mut().enumerate() {
-                    *a = $load(init.as_ptr().add(j * $lanes));
+    /// A 16-accumulator loop of one aarch64 instruction `ins v<acc>.<da>, v16.<sa>, v17.<sa>`
+    /// over v0-v15 (loaded from and stored back to the 256 bytes at `lanes`), with v16 and
+    /// v17 loaded from the 32 bytes at `ops`. The loop is exactly the 16 instructions, then
+    /// `subs` + `b.ne`: written in `asm!` because the FP16, dot-product and MMLA intrinsics
+    /// are unstable (or missing, for BF16) on Rust 1.95.
+    macro_rules! asm16 {
+        ($name:ident, $feat:literal, $arch:literal, $ins:literal, $da:literal, $sa:literal) => {
+            #[target_feature(enable = $feat)]
+            unsafe fn $name(lanes: &mut [u8; 256], ops: &[u8; 32], iters: u64) {
+                macro_rules! i {
+                    ($r:literal) => {
+                        concat!($ins, " v", $r, ".", $da, ", v16.", $sa, ", v17.", $sa)
+                    };
                 }
-                let m = $dup(black_box(M_F as $t));
-                let c = $dup(black_box(C_F as $t));
-                for _ in 0..iters {
-                    for a in acc.iter_mut() {
-                        // vfmaq(c, a, m) = c + a * m, one rounding: the x86 kernels' lanes
-                        *a = $fma(c, *a, m);
-                    }
-                }
-                let mut out = [0.0 as $t; $acc * $lanes];
-                for (j, a) in acc.iter().enumerate() {
-                    $store(out.as_mut_ptr().add(j * $lanes), *a);
-                }
-                $sum(&out)
+                asm!(
+                    concat!(".arch_extension ", $arch),
+                    "ldp q0, q1, [{p}]",
+                    "ldp q2, q3, [{p}, #32]",
+                    "ldp q4, q5, [{p}, #64]",
+                    "ldp q6, q7, [{p}, #96]",
+                    "ldp q8, q9, [{p}, #128]",
+                    "ldp q10, q11, [{p}, #160]",
+                    "ldp q12, q13, [{p}, #192]",
+                    "ldp q14, q15, [{p}, #224]",
+                    "ldp q16, q17, [{o}]",
+                    "cbz {n}, 3f",
+                    "2:",
+                    i!("0"), i!("1"), i!("2"), i!("3"), i!("4"), i!("5"), i!("6"), i!("7"),
+                    i!("8"), i!("9"), i!("10"), i!("11"), i!("12"), i!("13"), i!("14"), i!("15"),
+                    "subs {n}, {n}, #1",
+                    "b.ne 2b",
+                    "3:",
+                    "stp q0, q1, [{p}]",
+                    "stp q2, q3, [{p}, #32]",
+                    "stp q4, q5, [{p}, #64]",
+                    "stp q6, q7, [{p}, #96]",
+                    "stp q8, q9, [{p}, #128]",
+                    "stp q10, q11, [{p}, #160]",
+                    "stp q12, q13, [{p}, #192]",
+                    "stp q14, q15, [{p}, #224]",
+                    n = inout(reg) iters => _,
+                    p = in(reg) lanes.as_mut_ptr(),
+                    o = in(reg) ops.as_ptr(),
+                    out("v0") _, out("v1") _, out("v2") _, out("v3") _,
+                    out("v4") _, out("v5") _, out("v6") _, out("v7") _,
+                    out("v8") _, out("v9") _, out("v10") _, out("v11") _,
+                    out("v12") _, out("v13") _, out("v14") _, out("v15") _,
+                    out("v16") _, out("v17") _,
+                    options(nostack),
+                );
             }
         };
     }
-    fma_neon!(
-        fma_f32_neon,
-        f32,
-        16,
-        4,
-        lane_f32,
-        sum_f32,
-        vdupq_n_f32,
-        vld1q_f32,
-        vst1q_f32,
-        vfmaq_f32
-    );
-    fma_neon!(
-        fma_f64_neon,
-        f64,
-        16,
-        2,
-        lane_f64,
-        sum_f64,
-        vdupq_n_f64,
-        vld1q_f64,
-        vst1q_f64,
-        vfmaq_f64
-    );
+    asm16!(fmla_s, "neon", "simd", "fmla", "4s", "4s");
+    asm16!(fmla_d, "neon", "simd", "fmla", "2d", "2d");
+    asm16!(fmla_h, "neon,fp16", "fp16", "fmla", "8h", "8h");
+    asm16!(bfdot_s, "neon,bf16", "bf16", "bfdot", "4s", "8h");
+    asm16!(bfmmla_s, "neon,bf16", "bf16", "bfmmla", "4s", "8h");
+    asm16!(sdot_s, "neon,dotprod", "dotprod", "sdot", "4s", "16b");
+    asm16!(smmla_s, "neon,i8mm", "i8mm", "smmla", "4s", "16b");
+
+    /// 16 bytes made of `pat` repeated.
+    fn splat<const K: usize>(pat: [u8; K]) -> [u8; 16] {
+        std::array::from_fn(|i| pat[i % K])
+    }
+    fn ops_of(a: [u8; 16], b: [u8; 16]) -> [u8; 32] {
+        std::array::from_fn(|i| if i < 16 { a[i] } else { b[i - 16] })
+    }
+    fn bf16_pair_bytes(p: [u16; 2]) -> [u8; 4] {
+        let (x, y) = (p[0].to_le_bytes(), p[1].to_le_bytes());
+        [x[0], x[1], y[0], y[1]]
+    }
+    fn f32_lanes() -> [u8; 256] {
+        let mut b = [0u8; 256];
+        for (i, c) in b.chunks_exact_mut(4).enumerate() {
+            c.copy_from_slice(&lane_f32(i).to_le_bytes());
+        }
+        b
+    }
+    fn i32_lanes() -> [u8; 256] {
+        let mut b = [0u8; 256];
+        for (i, c) in b.chunks_exact_mut(4).enumerate() {
+            c.copy_from_slice(&lane_i32(i).to_le_bytes());
+        }
+        b
+    }
+    fn sum_f32_bytes(b: &[u8; 256]) -> f64 {
+        b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
+            .sum()
+    }
+    fn sum_i32_bytes(b: &[u8; 256]) -> f64 {
+        b.chunks_exact(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64)
+            .sum::<i64>() as f64
+    }
+
+    /// `fcvtl` of 4 f16 values to f32 (base Advanced SIMD; `asm!` because `float16x4_t` is
+    /// unstable on Rust 1.95).
+    #[inline(always)]
+    unsafe fn fcvtl(h: uint16x4_t) -> float32x4_t {
+        let r: float32x4_t;
+        asm!("fcvtl {r:v}.4s, {h:v}.4h", h = in(vreg) h, r = out(vreg) r,
+             options(pure, nomem, nostack, preserves_flags));
+        r
+    }
+
+    /// f16 via f32: 12 x (`fcvtl` + `fmla`) per iteration; `h` is re-hidden before every
+    /// conversion so the compiler can neither hoist nor share it (the x86 F16C kernels' shape).
+    #[target_feature(enable = "neon")]
+    pub(super) unsafe fn f16cvt_fma_f32_neon(iters: u64) -> f64 {
+        const A: usize = 12;
+        const L: usize = 4;
+        let init: [f32; A * L] = std::array::from_fn(lane_f32);
+        let hb: [u16; L] = std::array::from_fn(lane_f16_operand);
+        let mut h = vld1_u16(hb.as_ptr());
+        let mut acc = [vdupq_n_f32(0.0); A];
+        for (j, a) in acc.iter_mut().enumerate() {
+            *a = vld1q_f32(init.as_ptr().add(j * L));
+        }
+        let m = vdupq_n_f32(black_box(M_F as f32));
+        for _ in 0..iters {
+            for a in acc.iter_mut() {
+                crate::ceiling::opaque!(h, vreg);
+                // x + acc * m, one rounding: the twin's acc.mul_add(m, x)
+                *a = vfmaq_f32(fcvtl(h), *a, m);
+            }
+        }
+        let mut out = [0f32; A * L];
+        for (j, a) in acc.iter().enumerate() {
+            vst1q_f32(out.as_mut_ptr().add(j * L), *a);
+        }
+        sum_f32(&out)
+    }
+
+    /// `fmla v.4s` accumulating M x C into 64 f32 lanes. Hand-written: with `vfmaq_f32(c, a, m)`
+    /// (the x86 kernels' `a * m + c`) rustc 1.95 emitted a `mov` per `fmla` to copy `c` into
+    /// the destination (seen in `objdump -d`), and vector moves take the same ASIMD pipes on
+    /// Cortex-A76-class cores: half the roof. FMLA only accumulates, hence `acc += M x C`.
+    #[target_feature(enable = "neon")]
+    pub(super) unsafe fn fma_f32_neon(iters: u64) -> f64 {
+        let mut lanes = f32_lanes();
+        let m = (M_F as f32).to_le_bytes();
+        let ops = ops_of(splat(m), splat(black_box(C_F as f32).to_le_bytes()));
+        fmla_s(&mut lanes, &ops, iters);
+        sum_f32_bytes(&lanes)
+    }
+
+    /// `fmla v.2d` accumulating M x C into 32 f64 lanes (see [`fma_f32_neon`]).
+    #[target_feature(enable = "neon")]
+    pub(super) unsafe fn fma_f64_neon(iters: u64) -> f64 {
+        let mut lanes = [0u8; 256];
+        for (i, c) in lanes.chunks_exact_mut(8).enumerate() {
+            c.copy_from_slice(&lane_f64(i).to_le_bytes());
+        }
+        let ops = ops_of(
+            splat(M_F.to_le_bytes()),
+            splat(black_box(C_F).to_le_bytes()),
+        );
+        fmla_d(&mut lanes, &ops, iters);
+        lanes
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+            .sum()
+    }
+
+    /// Native f16: `fmla v.8h` accumulating M x C into 128 f16 lanes.
+    #[target_feature(enable = "neon,fp16")]
+    pub(super) unsafe fn fma_f16_neon(iters: u64) -> f64 {
+        let mut lanes = [0u8; 256];
+        for (i, c) in lanes.chunks_exact_mut(2).enumerate() {
+            c.copy_from_slice(&lane_f16_acc(i).to_le_bytes());
+        }
+        let ops = ops_of(
+            splat(M_F16.to_le_bytes()),
+            splat(black_box(C_F16).to_le_bytes()),
+        );
+        fmla_h(&mut lanes, &ops, iters);
+        lanes
+            .chunks_exact(2)
+            .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])) as f64)
+            .sum()
+    }
+
+    /// `bfdot v.4s, v.8h, v.8h`: 2 bf16 products per f32 lane.
+    #[target_feature(enable = "neon,bf16")]
+    pub(super) unsafe fn dot_bf16_neon(iters: u64) -> f64 {
+        let mut lanes = f32_lanes();
+        let ops = ops_of(
+            splat(bf16_pair_bytes(BF16_A)),
+            splat(black_box(bf16_pair_bytes(BF16_B))),
+        );
+        bfdot_s(&mut lanes, &ops, iters);
+        sum_f32_bytes(&lanes)
+    }
+
+    /// `bfmmla v.4s, v.8h, v.8h`: a 2x4 by 4x2 bf16 block, 4 products per f32 lane.
+    #[target_feature(enable = "neon,bf16")]
+    pub(super) unsafe fn mmla_bf16_neon(iters: u64) -> f64 {
+        let mut lanes = f32_lanes();
+        let ops = ops_of(
+            splat(bf16_pair_bytes(BF16_A)),
+            splat(black_box(bf16_pair_bytes(BF16_B))),
+        );
+        bfmmla_s(&mut lanes, &ops, iters);
+        sum_f32_bytes(&lanes)
+    }
+
+    /// `sdot v.4s, v.16b, v.16b`: 4 s8 products per i32 lane (the u8 operand is below 128).
+    #[target_feature(enable = "neon,dotprod")]
+    pub(super) unsafe fn dot_i8_neon(iters: u64) -> f64 {
+        let mut lanes = i32_lanes();
+        let ops = ops_of(splat(I8_U), splat(black_box(I8_S.map(|v| v as u8))));
+        sdot_s(&mut lanes, &ops, iters);
+        sum_i32_bytes(&lanes)
+    }
+
+    /// `smmla v.4s, v.16b, v.16b`: a 2x8 by 8x2 s8 block, 8 products per i32 lane.
+    #[target_feature(enable = "neon,i8mm")]
+    pub(super) unsafe fn mmla_i8_neon(iters: u64) -> f64 {
+        let mut lanes = i32_lanes();
+        let ops = ops_of(splat(I8_U), splat(black_box(I8_S.map(|v| v as u8))));
+        smmla_s(&mut lanes, &ops, iters);
+        sum_i32_bytes(&lanes)
+    }
 }
 
 #[cfg(test)]
@@ -1142,9 +1461,10 @@ mod tests {
                     s.name
                 );
             }
+            let depth = if k.is_mmla() { 2 } else { 1 };
             assert_eq!(
                 s.flops_per_iter,
-                s.accumulators as u64 * s.lanes as u64 * path_flops_per_lane(s.path),
+                s.accumulators as u64 * s.lanes as u64 * path_flops_per_lane(s.path) * depth,
                 "{}",
                 s.name
             );

@@ -103,7 +103,8 @@ pub fn to_f32(isa: Isa, src: WeightData<'_>, out: &mut [f32]) {
             dispatch!(isa,
                 scalar => to_f32_scalar(src, out),
                 avx2 => f16_row_avx2(s, out),
-                avx512 => f16_row_avx512(s, out))
+                avx512 => f16_row_avx512(s, out),
+                neon => super::aarch64::f16_row_neon(s, out))
         }
         WeightData::Bf16(s) => {
             assert_eq!(s.len(), out.len());

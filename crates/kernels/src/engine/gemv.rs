@@ -18,6 +18,7 @@ use crate::isa::Isa;
 /// Rows per thread-split unit.
 pub const ROWS: usize = 4;
 /// Vectors per row per step of the AVX-512 kernels (4 independent FMA chains).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const UNROLL: usize = 4;
 /// Software prefetch distance along a row. Measured on a Sapphire Rapids guest (896-column
 /// Qwen2.5-0.5B matrices, 1 thread): without it, bf16 rows stream at ~65% of the read bandwidth
@@ -26,6 +27,7 @@ const UNROLL: usize = 4;
 /// and leaves f32 at the read bandwidth. `prefetcht0` at the same distance was slower (L1 fill
 /// buffers), 1-2 KiB too short; processing 4 rows at once was slower than one sequential
 /// stream (several streams inside one 4 KiB page confuse the L2 streamer).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const PREFETCH_BYTES: usize = 4096;
 
 /// `y[r] = sum_k W[r,k] x[k] + bias[r]`, scalar twin: one row at a time, sequential sums.
@@ -104,15 +106,18 @@ fn gemv_one(isa: Isa, w: MatRef<'_>, x: &[f32], bias: Option<&[f32]>, y: &mut [f
         WeightData::F32(d) => super::simd::dispatch!(isa,
             scalar => gemv_scalar(w, x, bias, y),
             avx2 => x86::gemv_f32_avx2(d.as_ptr(), cols, x, bias, y),
-            avx512 => x86::gemv_f32_avx512(d.as_ptr(), cols, x, bias, y)),
+            avx512 => x86::gemv_f32_avx512(d.as_ptr(), cols, x, bias, y),
+            neon => super::aarch64::gemv_f32_neon(d, cols, x, bias, y)),
         WeightData::F16(d) => super::simd::dispatch!(isa,
             scalar => gemv_scalar(w, x, bias, y),
             avx2 => x86::gemv_f16_avx2(d.as_ptr(), cols, x, bias, y),
-            avx512 => x86::gemv_f16_avx512(d.as_ptr(), cols, x, bias, y)),
+            avx512 => x86::gemv_f16_avx512(d.as_ptr(), cols, x, bias, y),
+            neon => super::aarch64::gemv_f16_neon(d, cols, x, bias, y)),
         WeightData::Bf16(d) => super::simd::dispatch!(isa,
             scalar => gemv_scalar(w, x, bias, y),
             avx2 => x86::gemv_bf16_avx2(d.as_ptr(), cols, x, bias, y),
-            avx512 => x86::gemv_bf16_avx512(d.as_ptr(), cols, x, bias, y)),
+            avx512 => x86::gemv_bf16_avx512(d.as_ptr(), cols, x, bias, y),
+            neon => super::aarch64::gemv_bf16_neon(d, cols, x, bias, y)),
     }
 }
 

@@ -27,6 +27,14 @@ macro_rules! isa_variants {
         unsafe fn $avx512($($a: $t),*) $(-> $r)? {
             $body($($a),*)
         }
+        // On aarch64 the `$avx2` name holds the NEON build of the same body (`macro_rules!`
+        // cannot mint a `_neon` identifier); `dispatch!` calls it for `Isa::Neon`.
+        #[cfg(target_arch = "aarch64")]
+        #[target_feature(enable = "neon")]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn $avx2($($a: $t),*) $(-> $r)? {
+            $body($($a),*)
+        }
     };
 }
 pub(crate) use isa_variants;
@@ -34,6 +42,29 @@ pub(crate) use isa_variants;
 /// Runs the variant for `$isa`, or the scalar twin when the ISA is scalar, not x86, or not
 /// available on this CPU (so a wrong argument degrades to slow, never to SIGILL).
 macro_rules! dispatch {
+    // with an aarch64 NEON variant (`engine/aarch64.rs`); the others as below
+    ($isa:expr, scalar => $scalar:expr, avx2 => $avx2:expr, avx512 => $avx512:expr,
+     neon => $neon:expr $(,)?) => {{
+        match $isa {
+            #[cfg(target_arch = "aarch64")]
+            $crate::isa::Isa::Neon if $crate::isa::Isa::Neon.available() => {
+                // SAFETY: the CPU has NEON, the only feature the neon variant is compiled with.
+                unsafe { $neon }
+            }
+            #[cfg(target_arch = "x86_64")]
+            $crate::isa::Isa::Avx512 if $crate::isa::Isa::Avx512.available() => {
+                // SAFETY: the CPU has every feature the avx512 variant is compiled with.
+                unsafe { $avx512 }
+            }
+            #[cfg(target_arch = "x86_64")]
+            $crate::isa::Isa::Avx2 if $crate::isa::Isa::Avx2.available() => {
+                // SAFETY: the CPU has every feature the avx2 variant is compiled with.
+                unsafe { $avx2 }
+            }
+            #[allow(unreachable_patterns)]
+            _ => $scalar,
+        }
+    }};
     ($isa:expr, scalar => $scalar:expr, avx2 => $avx2:expr, avx512 => $avx512:expr $(,)?) => {{
         #[allow(unreachable_patterns)]
         match $isa {
@@ -45,6 +76,11 @@ macro_rules! dispatch {
             #[cfg(target_arch = "x86_64")]
             $crate::isa::Isa::Avx2 if $crate::isa::Isa::Avx2.available() => {
                 // SAFETY: the CPU has every feature the avx2 variant is compiled with.
+                unsafe { $avx2 }
+            }
+            #[cfg(target_arch = "aarch64")]
+            $crate::isa::Isa::Neon if $crate::isa::Isa::Neon.available() => {
+                // SAFETY: on aarch64 the avx2-named variant is the NEON build (`isa_variants!`).
                 unsafe { $avx2 }
             }
             _ => $scalar,

@@ -187,7 +187,7 @@ fn simd_dot_does_not_saturate_on_extreme_values() {
 }
 
 #[test]
-fn gemm_equals_gemv_row_by_row_on_every_isa() {
+fn gemm_matches_gemv_row_by_row_on_every_isa() {
     for isa in QuantIsa::all_available() {
         for ty in QuantType::ALL {
             let (rows, cols, m) = (13, 2 * QK_K, 11);
@@ -210,11 +210,16 @@ fn gemm_equals_gemv_row_by_row_on_every_isa() {
                         .unwrap();
                 let mut gemv = vec![0.0; rows];
                 mat.gemm_with(isa, &xt, 1, &mut gemv, 2).unwrap();
-                assert_eq!(
-                    &gemm[t * rows..(t + 1) * rows],
-                    &gemv[..],
-                    "{isa} {ty} row {t}"
-                );
+                // The AVX-512 GEMV of the legacy formats sums two blocks per 512-bit register,
+                // the GEMM one per 256-bit register: same products, another summation order (f32
+                // rounding of a 512-term sum of O(1) terms: well under 1e-4).
+                for (r, (a, b)) in gemm[t * rows..(t + 1) * rows].iter().zip(&gemv).enumerate() {
+                    let scale = a.abs().max(b.abs()).max(1.0);
+                    assert!(
+                        (a - b).abs() <= 1e-4 * scale,
+                        "{isa} {ty} row {t} col {r}: gemm {a} vs gemv {b}"
+                    );
+                }
             }
         }
     }
