@@ -756,11 +756,12 @@ pub fn run_probe(
                 }
             }
         }
-        // Cache levels: every job in `cache_passes` windows spread over this phase, keeping
-        // the best trial (as for compute: the VM's state moves within seconds; two 2-thread
-        // L1/L2 measurements one probe apart differed by up to 27% in one window). DRAM jobs
-        // run long trials in one window.
+        // Every job in `cache_passes` windows spread over this phase, keeping the best trial
+        // (as for compute: the VM's state moves within seconds; two 2-thread L1/L2
+        // measurements one probe apart differed by up to 27% in one window, DRAM non-temporal
+        // writes by 12%).
         let cache_split = pl.cache.split(pl.cache_passes);
+        let dram_split = pl.dram.split(pl.cache_passes);
         for pass in 1..=pl.cache_passes {
             say(&format!(
                 "bandwidth pass {pass}/{} ({} ceilings)",
@@ -769,7 +770,8 @@ pub fn run_probe(
             ));
             for j in bw_jobs.iter_mut() {
                 let dram = j.level == MemLevel::Dram;
-                if dram && (pass > 1 || j.m.is_some()) {
+                // the 1-thread DRAM read's first window was measured before the sweep
+                if dram && pass == 1 && j.m.is_some() {
                     continue;
                 }
                 let m = team::measure(
@@ -778,7 +780,7 @@ pub fn run_probe(
                         per_thread_bytes: j.per_thread as usize,
                     },
                     &cores[..j.t as usize],
-                    if dram { &pl.dram } else { &cache_split },
+                    if dram { &dram_split } else { &cache_split },
                     true,
                     // private levels: strangers on idle CPUs do not share them
                     match j.level {
