@@ -295,6 +295,9 @@ fn pattern_of(op: BwOp) -> BwPattern {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 struct Quality {
     stats_unstable: bool,
+    /// The best trials of the windows differ by more than 5%: the ceiling did not repeat
+    /// within this probe, so it cannot be expected to repeat in the next.
+    windows_disagree: bool,
     busy: bool,
     /// The clock before and after differ by more than 5% (either way).
     clock_changed: bool,
@@ -306,6 +309,7 @@ impl Quality {
     fn of(m: &Measurement, timer_res: f64) -> Quality {
         Quality {
             stats_unstable: is_unstable(&m.stats),
+            windows_disagree: windows_disagree(&m.window_bests),
             busy: m.foreign_fraction >= 0.25,
             clock_changed: matches!(
                 (m.freq_before_hz, m.freq_after_hz),
@@ -316,8 +320,18 @@ impl Quality {
         }
     }
     fn unstable(&self) -> bool {
-        self.stats_unstable || self.busy || self.clock_changed
+        self.stats_unstable || self.windows_disagree || self.busy || self.clock_changed
     }
+}
+
+/// Largest relative spread of the windows' best trials allowed for a stable ceiling: the
+/// repeatability issue 3 asks of two consecutive probes.
+const MAX_WINDOW_SPREAD: f64 = 0.05;
+
+fn windows_disagree(bests: &[f64]) -> bool {
+    let hi = bests.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let lo = bests.iter().copied().fold(f64::INFINITY, f64::min);
+    bests.len() > 1 && hi > 0.0 && (hi - lo) / hi > MAX_WINDOW_SPREAD
 }
 
 /// One measured ceiling's label and quality, for the warnings.
@@ -1072,6 +1086,17 @@ fn collect_warnings(w: &mut Vec<Warning>, c: &Context) {
             );
         }
     }
+    let disagree = pick(|q| q.windows_disagree && !q.stats_unstable);
+    if !disagree.is_empty() {
+        add(
+            "windows_disagree",
+            format!(
+                "{} ceiling(s) differ by more than 5% between the probe's measurement windows (seconds apart): {}; they are marked unstable: on a VM the host moves clocks and vCPU placement; re-run on a quieter machine or with --thorough",
+                disagree.len(),
+                list(&disagree)
+            ),
+        );
+    }
     let unstable = pick(|q| q.stats_unstable);
     if !unstable.is_empty() {
         add(
@@ -1271,5 +1296,14 @@ mod tests {
         assert!(compute_kernels(Isa::Scalar, true)
             .iter()
             .all(|k| k.spec().isa == Isa::Scalar));
+    }
+
+    /// Windows seconds apart whose best trials differ by more than 5% flag the ceiling.
+    #[test]
+    fn ceilings_whose_windows_disagree_are_unstable() {
+        assert!(!windows_disagree(&[100.0]));
+        assert!(!windows_disagree(&[100.0, 96.0, 99.0]));
+        assert!(windows_disagree(&[100.0, 94.0]));
+        assert!(!windows_disagree(&[]));
     }
 }

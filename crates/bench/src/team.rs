@@ -68,6 +68,8 @@ pub struct Measurement {
     /// Every worker was pinned to its own CPU.
     pub pinned: bool,
     pub wall_seconds: f64,
+    /// The best trial of each window this measurement merges (one entry when not merged).
+    pub window_bests: Vec<f64>,
 }
 
 impl Measurement {
@@ -100,6 +102,7 @@ impl Measurement {
             foreign_max: self.foreign_max.max(other.foreign_max),
             pinned: self.pinned && other.pinned,
             wall_seconds: self.wall_seconds + other.wall_seconds,
+            window_bests: [self.window_bests.as_slice(), other.window_bests.as_slice()].concat(),
         }
     }
 }
@@ -285,8 +288,10 @@ pub fn measure(
                 }
             }
             let freq_after = if with_frequency { freq() } else { None };
+            let stats = summarize(&rates);
             Ok(Measurement {
-                stats: summarize(&rates),
+                window_bests: vec![stats.best],
+                stats,
                 threads: threads as u32,
                 reps_per_trial: reps,
                 work_per_rep,
@@ -469,6 +474,7 @@ mod tests {
             foreign_max: 1,
             pinned: true,
             wall_seconds: 0.1,
+            window_bests: vec![summarize(samples).best],
         }
     }
 
@@ -484,5 +490,6 @@ mod tests {
         assert_eq!(m.freq_before_hz, Some(4.1e9));
         assert!((m.foreign_fraction - 0.5).abs() < 1e-12);
         assert!((m.wall_seconds - 0.2).abs() < 1e-12);
+        assert_eq!(m.window_bests, vec![92.0, 102.0]);
     }
 }
