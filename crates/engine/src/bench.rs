@@ -353,6 +353,34 @@ struct Raw {
 
 /// Measures `def` as `opts` says. The model is built first (weights written), then each phase
 /// is warmed up and repeated.
+/// `opts.warmup` untimed runs, then `opts.reps` timed ones: each run's total, its operator
+/// samples, and the expert hits of the first timed run.
+fn repeat_runs(
+    opts: &BenchOptions,
+    rec: &mut TimingRecorder,
+    mut run: impl FnMut(&mut TimingRecorder) -> Result<f64, EngineError>,
+) -> Result<Raw, EngineError> {
+    for _ in 0..opts.warmup {
+        run(rec)?;
+        rec.take();
+        rec.take_experts();
+    }
+    let mut raw = Raw {
+        totals: vec![],
+        ops: vec![],
+        experts: vec![],
+    };
+    for rep in 0..opts.reps {
+        raw.totals.push(run(rec)?);
+        raw.ops.push(rec.take());
+        let hits = rec.take_experts();
+        if rep == 0 {
+            raw.experts = hits;
+        }
+    }
+    Ok(raw)
+}
+
 pub fn run_bench(def: &ModelDef, opts: &BenchOptions) -> Result<BenchResult, EngineError> {
     if opts.reps == 0 {
         return Err(EngineError::bad_option(
@@ -442,30 +470,13 @@ pub fn run_bench(def: &ModelDef, opts: &BenchOptions) -> Result<BenchResult, Eng
 
     if opts.prompt > 0 {
         let prompt = &tokens[..opts.prompt];
-        let mut run = |rec: &mut TimingRecorder| -> Result<f64, EngineError> {
+        let run = |rec: &mut TimingRecorder| -> Result<f64, EngineError> {
             cache.truncate(0);
             let t0 = Instant::now();
             model.forward(prompt, &mut cache, Logits::Last, rec)?;
             Ok(t0.elapsed().as_secs_f64())
         };
-        for _ in 0..opts.warmup {
-            run(&mut rec)?;
-            rec.take();
-            rec.take_experts();
-        }
-        let mut raw = Raw {
-            totals: vec![],
-            ops: vec![],
-            experts: vec![],
-        };
-        for rep in 0..opts.reps {
-            raw.totals.push(run(&mut rec)?);
-            raw.ops.push(rec.take());
-            let hits = rec.take_experts();
-            if rep == 0 {
-                raw.experts = hits;
-            }
-        }
+        let mut raw = repeat_runs(opts, &mut rec, run)?;
         let table = cm.table(Phase::Prefill {
             tokens: opts.prompt as u64,
             cached: 0,
@@ -497,7 +508,7 @@ pub fn run_bench(def: &ModelDef, opts: &BenchOptions) -> Result<BenchResult, Eng
             )?;
         }
         let steps = &tokens[..opts.gen];
-        let mut run = |rec: &mut TimingRecorder| -> Result<f64, EngineError> {
+        let run = |rec: &mut TimingRecorder| -> Result<f64, EngineError> {
             cache.truncate(depth);
             let mut total = 0.0;
             for tok in steps {
@@ -507,24 +518,7 @@ pub fn run_bench(def: &ModelDef, opts: &BenchOptions) -> Result<BenchResult, Eng
             }
             Ok(total)
         };
-        for _ in 0..opts.warmup {
-            run(&mut rec)?;
-            rec.take();
-            rec.take_experts();
-        }
-        let mut raw = Raw {
-            totals: vec![],
-            ops: vec![],
-            experts: vec![],
-        };
-        for rep in 0..opts.reps {
-            raw.totals.push(run(&mut rec)?);
-            raw.ops.push(rec.take());
-            let hits = rec.take_experts();
-            if rep == 0 {
-                raw.experts = hits;
-            }
-        }
+        let mut raw = repeat_runs(opts, &mut rec, run)?;
         let tables = (1..=opts.gen as u64)
             .map(|s| {
                 cm.table(Phase::Decode {

@@ -360,22 +360,12 @@ fn run<R: Recorder>(
         MlaUp::Absorbed { uk_t, uv } => {
             let qabs = buf(qabs, t * nh * lw);
             rec.op(id(OpKind::MlaQAbsorb), || {
-                for h in 0..nh {
-                    for i in 0..t {
-                        let at = (i * nh + h) * qk;
-                        let to = (h * t + i) * nope;
-                        hin[to..to + nope].copy_from_slice(&q[at..at + nope]);
-                    }
-                }
+                gather_heads(q, [t, nh], [qk, 0], nope, hin);
                 per_head(pool, single, isa, uk_t, &hin[..nh * t * nope], t, hout);
-                for h in 0..nh {
-                    for i in 0..t {
-                        let at = (i * nh + h) * lw;
-                        let from = (h * t + i) * kvl;
-                        qabs[at..at + kvl].copy_from_slice(&hout[from..from + kvl]);
-                        let from = (i * nh + h) * qk + nope;
-                        qabs[at + kvl..at + lw].copy_from_slice(&q[from..from + rope]);
-                    }
+                scatter_heads(hout, [t, nh], kvl, qabs, [lw, 0]);
+                for r in 0..t * nh {
+                    let from = r * qk + nope;
+                    qabs[r * lw + kvl..(r + 1) * lw].copy_from_slice(&q[from..from + rope]);
                 }
             });
             let olat = buf(olat, t * nh * kvl);
@@ -409,21 +399,9 @@ fn run<R: Recorder>(
                 c0 = c1;
             }
             rec.op(id(OpKind::MlaVAbsorb), || {
-                for h in 0..nh {
-                    for i in 0..t {
-                        let at = (i * nh + h) * kvl;
-                        let to = (h * t + i) * kvl;
-                        hin[to..to + kvl].copy_from_slice(&olat[at..at + kvl]);
-                    }
-                }
+                gather_heads(olat, [t, nh], [kvl, 0], kvl, hin);
                 per_head(pool, single, isa, uv, &hin[..nh * t * kvl], t, hout);
-                for h in 0..nh {
-                    for i in 0..t {
-                        let at = (i * nh + h) * dv;
-                        let from = (h * t + i) * dv;
-                        att[at..at + dv].copy_from_slice(&hout[from..from + dv]);
-                    }
-                }
+                scatter_heads(hout, [t, nh], dv, att, [dv, 0]);
             });
         }
         MlaUp::Materialized { .. } => {
@@ -468,6 +446,43 @@ fn run<R: Recorder>(
 /// `[heads][t][rows]`): the absorbed per-head maps, heads spread over the pool's threads, each
 /// head's product on one thread (many tiny products would otherwise each pay the pool's
 /// dispatch).
+/// Copies `width` values at `offset` of every (token, head) row of the token-major `src`
+/// (`[tokens, heads]` rows of `stride`) into the head-major `dst` (`heads x tokens` rows of
+/// `width`), the layout the per-head products take.
+fn gather_heads(
+    src: &[f32],
+    [t, nh]: [usize; 2],
+    [stride, offset]: [usize; 2],
+    width: usize,
+    dst: &mut [f32],
+) {
+    for h in 0..nh {
+        for i in 0..t {
+            let from = (i * nh + h) * stride + offset;
+            let to = (h * t + i) * width;
+            dst[to..to + width].copy_from_slice(&src[from..from + width]);
+        }
+    }
+}
+
+/// The inverse of [`gather_heads`]: head-major rows of `width` into `width` values at `offset`
+/// of the token-major rows of `stride` of `dst`.
+fn scatter_heads(
+    src: &[f32],
+    [t, nh]: [usize; 2],
+    width: usize,
+    dst: &mut [f32],
+    [stride, offset]: [usize; 2],
+) {
+    for h in 0..nh {
+        for i in 0..t {
+            let from = (h * t + i) * width;
+            let to = (i * nh + h) * stride + offset;
+            dst[to..to + width].copy_from_slice(&src[from..from + width]);
+        }
+    }
+}
+
 fn per_head(
     pool: &ThreadPool,
     single: &ThreadPool,
