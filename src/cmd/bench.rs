@@ -367,13 +367,26 @@ pub fn render(r: &BenchResult) -> String {
         r.load_seconds
     );
     match &r.roof {
-        Some(roof) => s += &format!(
-            "roof: {} ({}): DRAM {:.1} GB/s, f32 peak {:.1} GFLOP/s (every engine operator computes in f32)\n",
-            roof.profile,
-            roof.source,
-            roof.dram_bytes_per_second / 1e9,
-            roof.f32_flops_per_second / 1e9
-        ),
+        Some(roof) => {
+            let compute = match (roof.int8_operators, roof.int8_ops_per_second) {
+                (false, _) => "every engine operator computes in f32".to_string(),
+                (true, Some(v)) => format!(
+                    "int8 peak {:.1} GOP/s for the quantized matrix products (int8 dot \
+                     products), f32 for the rest",
+                    v / 1e9
+                ),
+                (true, None) => "the profile has no int8 ceiling: the f32 peak stands in for \
+                                 the quantized matrix products (int8 dot products)"
+                    .to_string(),
+            };
+            s += &format!(
+                "roof: {} ({}): DRAM {:.1} GB/s, f32 peak {:.1} GFLOP/s; {compute}\n",
+                roof.profile,
+                roof.source,
+                roof.dram_bytes_per_second / 1e9,
+                roof.f32_flops_per_second / 1e9
+            )
+        }
         None => s += "roof: none (no hardware profile)\n",
     }
     s += &r.mla_text();

@@ -108,7 +108,8 @@ pub struct OpResult {
     pub id: OpId,
     /// `L3.q_proj`-style name.
     pub name: String,
-    /// The arithmetic path executed (always f32 in this engine).
+    /// The arithmetic path executed ([`engine_compute`]): int8 dot products for quantized
+    /// matrices, f32 for everything else.
     pub compute: Precision,
     /// Per repetition, from the cost model.
     pub flops: Flops,
@@ -203,6 +204,7 @@ impl PhaseResult {
                 None => {
                     out.push(KindResult {
                         kind: op.id.kind,
+                        compute: op.compute,
                         count: 0,
                         flops: Flops::ZERO,
                         bytes: Bytes::ZERO,
@@ -231,6 +233,9 @@ impl PhaseResult {
 #[derive(Clone, Debug, PartialEq)]
 pub struct KindResult {
     pub kind: OpKind,
+    /// The arithmetic path of the kind's first instance (every layer's matrix of one role has
+    /// one format in the files we read; a mixed file shows the first layer's).
+    pub compute: Precision,
     /// Operator instances (layers).
     pub count: usize,
     pub flops: Flops,
@@ -253,6 +258,13 @@ pub struct RoofInfo {
     pub source: String,
     pub dram_bytes_per_second: f64,
     pub f32_flops_per_second: f64,
+    /// The int8 dot-product roof, when some operator ran on int8 (quantized matrices) and the
+    /// profile has an int8 ceiling; `None` with int8 operators means the f32 peak stood in.
+    #[serde(default)]
+    pub int8_ops_per_second: Option<f64>,
+    /// Whether any operator ran on int8 dot products.
+    #[serde(default)]
+    pub int8_operators: bool,
 }
 
 /// Everything one `bench` run measured.
@@ -305,6 +317,16 @@ fn summary(samples: Vec<f64>) -> Result<SampleSummary, EngineError> {
 }
 
 /// Cost options describing what this engine really runs.
+/// The arithmetic the engine runs for an operator the cost model puts on `cost`: quantized
+/// matrices run int8 dot products against q8 activations (VNNI / `sdot` kernels); f16 and
+/// bf16 weights are widened and multiplied in f32, like every other operator.
+pub fn engine_compute(cost: Precision) -> Precision {
+    match cost {
+        Precision::Int8 => Precision::Int8,
+        _ => Precision::F32,
+    }
+}
+
 pub fn cost_options(dtype: WeightDtype) -> CostOptions {
     let fmt = match dtype {
         WeightDtype::F32 => WeightFormat::F32,
@@ -661,7 +683,7 @@ fn assemble(
         ops.push(OpResult {
             id: c.id,
             name: c.id.to_string(),
-            compute: Precision::F32,
+            compute: engine_compute(c.compute),
             flops: c.flops,
             bytes: c.bytes(),
             seconds,
@@ -831,16 +853,29 @@ impl BenchResult {
     /// ceilings' level policy).
     pub fn evaluate(&mut self, ceilings: &Ceilings) {
         let f32_peak = ceilings.peak_for(Precision::F32).1;
+        let int8_operators = self
+            .phases
+            .iter()
+            .flat_map(|p| &p.ops)
+            .any(|op| op.compute == Precision::Int8);
+        let int8_ops_per_second = match ceilings.peak_for(Precision::Int8) {
+            (Precision::Int8, v) if int8_operators => Some(v.0),
+            _ => None,
+        };
         self.roof = Some(RoofInfo {
             profile: ceilings.profile.clone(),
             source: ceilings.source.name().to_string(),
             dram_bytes_per_second: ceilings.dram().0,
             f32_flops_per_second: f32_peak.0,
+            int8_ops_per_second,
+            int8_operators,
         });
         for p in &mut self.phases {
             let mut total = 0.0;
             for op in &mut p.ops {
-                let mut cost = OpCost::zero(op.id, Precision::F32);
+                // Each operator against the roof of the arithmetic it ran (PITFALLS.md #12:
+                // never the f32 roof for a quantized product).
+                let mut cost = OpCost::zero(op.id, op.compute);
                 cost.flops = op.flops;
                 cost.act_read_bytes = op.bytes;
                 let (pred, _) = predict_op(&cost, ceilings);
@@ -869,6 +904,12 @@ impl BenchResult {
             } else {
                 0
             };
+            // A phase mixes paths; its point sits under the roof of the one doing most FLOPs.
+            let kinds = p.by_kind();
+            let main_compute = kinds
+                .iter()
+                .max_by_key(|k| k.flops)
+                .map_or(Precision::F32, |k| k.compute);
             let base = MeasuredPoint {
                 label: label.clone(),
                 scope: Scope::Phase,
@@ -879,16 +920,17 @@ impl BenchResult {
                 batch: 1,
                 threads: self.threads,
                 engine: self.engine.clone(),
-                compute: Precision::F32,
+                compute: main_compute,
                 flops: p.flops,
                 bytes: p.bytes,
                 seconds: p.seconds.clone(),
             };
-            for k in p.by_kind() {
+            for k in kinds {
                 out.push(MeasuredPoint {
                     label: format!("{} {label}", k.kind.name()),
                     scope: Scope::Operator,
                     op: Some(OpId::global(k.kind)),
+                    compute: k.compute,
                     flops: k.flops,
                     bytes: k.bytes,
                     seconds: summary(k.samples.clone())?,

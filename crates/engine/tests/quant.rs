@@ -164,3 +164,121 @@ fn quantized_bench_costs_every_operator_with_real_formats() {
         "f32/q4_0 bytes {ratio}"
     );
 }
+
+/// A profile with distinct f32 and int8 compute ceilings and a DRAM bandwidth.
+fn two_roof_profile() -> rooflinebench_model::hardware::HardwareProfile {
+    use rooflinebench_model::hardware::*;
+    let compute = |precision, v| ComputeCeiling {
+        precision,
+        source: CeilingSource::Measured,
+        flops_per_second: v,
+        threads: None,
+        kernel: None,
+        isa: None,
+        stats: None,
+        unstable: false,
+        note: None,
+    };
+    HardwareProfile {
+        schema_version: HW_SCHEMA_VERSION,
+        name: "two roofs".into(),
+        description: None,
+        source: None,
+        host: None,
+        compute: vec![
+            compute(Precision::F32, 1e11),
+            compute(Precision::Int8, 4e11),
+        ],
+        bandwidth: vec![BandwidthCeiling {
+            level: MemLevel::Dram,
+            source: CeilingSource::Measured,
+            pattern: BwPattern::Read,
+            bytes_per_second: 1e10,
+            with_write_allocate_bytes_per_second: None,
+            threads: None,
+            working_set_bytes: None,
+            kernel: None,
+            isa: None,
+            stats: None,
+            unstable: false,
+            note: None,
+        }],
+        warnings: vec![],
+    }
+}
+
+/// PITFALLS.md #12 (the paper's released code used an FP32 matmul as the roof of Q4 runs): a
+/// quantized matrix product, which runs int8 dot products, is predicted against the int8
+/// ceiling; f32/bf16 weights (widened to f32 by the engine) and every other operator against
+/// the f32 one.
+#[test]
+fn pitfall_12_quantized_products_are_held_to_the_int8_roof() {
+    use rooflinebench_model::hardware::Precision;
+    use rooflinebench_model::op::OpKind;
+    use rooflinebench_model::roofline::{Ceilings, RoofOptions};
+    let (def, _) = ModelDef::from_config_json(&config(true)).unwrap();
+    let ceilings = Ceilings::from_profile(&two_roof_profile(), &RoofOptions::default()).unwrap();
+    let run = |weights| {
+        let mut r = run_bench(
+            &def,
+            &BenchOptions {
+                weights,
+                prompt: 64,
+                depth: 0,
+                gen: 0,
+                reps: 1,
+                warmup: 0,
+                threads: 1,
+                ..BenchOptions::default()
+            },
+        )
+        .expect("bench runs");
+        r.evaluate(&ceilings);
+        r
+    };
+    let q = run(WeightsFrom::RandomQuant {
+        seed: 0,
+        quant: QuantType::Q8_0,
+    });
+    let f = run(WeightsFrom::Random { seed: 0 });
+    let op = |r: &rooflinebench_engine::bench::BenchResult, kind| {
+        r.phases[0]
+            .ops
+            .iter()
+            .find(|o| o.id.kind == kind)
+            .cloned()
+            .expect("operator ran")
+    };
+    let (qq, fq) = (op(&q, OpKind::QProj), op(&f, OpKind::QProj));
+    assert_eq!(qq.compute, Precision::Int8);
+    assert_eq!(fq.compute, Precision::F32);
+    assert_eq!(op(&q, OpKind::AttnScore).compute, Precision::F32);
+    // Same FLOPs and intensity far above both ridges (64 tokens reuse each weight): the int8
+    // prediction is the f32 one divided by the peak ratio, up to the different weight bytes.
+    let q_attain = qq.attainable_flops_per_second.unwrap();
+    let f_attain = fq.attainable_flops_per_second.unwrap();
+    assert!(
+        q_attain > 2.0 * f_attain && q_attain <= 4e11,
+        "{q_attain} vs {f_attain}"
+    );
+    let roof = q.roof.as_ref().unwrap();
+    assert!(roof.int8_operators);
+    assert_eq!(roof.int8_ops_per_second, Some(4e11));
+    let froof = f.roof.as_ref().unwrap();
+    assert!(!froof.int8_operators && froof.int8_ops_per_second.is_none());
+    let points = q.points().unwrap();
+    let qp = points
+        .iter()
+        .find(|p| p.op.is_some_and(|o| o.kind == OpKind::QProj))
+        .unwrap();
+    assert_eq!(
+        qp.compute,
+        Precision::Int8,
+        "the report draws it under the int8 roof"
+    );
+    assert_eq!(
+        points[0].compute,
+        Precision::Int8,
+        "prefill is mostly quantized products"
+    );
+}
