@@ -338,6 +338,22 @@ isa_variants!(values_row_lanes => values_row_avx2, values_row_avx512;
 
 // ---------- threaded entry points ----------
 
+thread_local! {
+    /// Per-thread block of one KV head's query (or output) rows for the matrix-product path.
+    static GROUP_BUF: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Queries `i0..i1` of the `g` heads sharing KV head `kvh`, as `(i - i0) * g + hg` rows of
+/// `head_dim` in `buf`.
+fn gather_group(s: &AttnShape, q: &[f32], kvh: usize, i0: usize, i1: usize, buf: &mut Vec<f32>) {
+    let gw = s.group() * s.head_dim;
+    buf.clear();
+    for i in i0..i1 {
+        let at = (i * s.n_heads + kvh * s.group()) * s.head_dim;
+        buf.extend_from_slice(&q[at..at + gw]);
+    }
+}
+
 /// `scores = scale * Q K^T` over each query's keys. See the module doc for layouts.
 pub fn attn_scores(
     isa: Isa,
@@ -358,20 +374,25 @@ pub fn attn_scores(
         pool.run_items(s.items(), &|it| {
             let (kvh, i0, i1) = s.item(it);
             let (r0, r1) = s.rect(i0, i1);
-            for hg in 0..g {
-                let h = kvh * g + hg;
-                // SAFETY: reads stay inside `q` (rows i0..i1, head h) and `k` (kv head kvh,
-                // positions r0..r1 <= ctx <= kv_stride); writes go to score rows
-                // (kvh, i0..i1, hg), columns r0..r1 < ctx, which belong to this item alone.
+            GROUP_BUF.with(|b| {
+                let mut b = b.borrow_mut();
+                // The block's queries of this KV head's `g` heads, as (i, hg) rows of `hd`:
+                // one matrix product for the whole group instead of `g` small ones (their rows
+                // are `g * hd`-contiguous per token, but tokens are `n_heads * hd` apart).
+                gather_group(s, q, kvh, i0, i1, &mut b);
+                // SAFETY: reads stay inside the gathered block ((i1 - i0) * g rows of hd) and
+                // `k` (kv head kvh, positions r0..r1 <= ctx <= kv_stride); writes go to score
+                // rows (kvh, i0..i1, 0..g), which are consecutive rows of `ctx` from
+                // `srow(kvh, i0)`, columns r0..r1 < ctx, and belong to this item alone.
                 unsafe {
                     sgemm_strided(
-                        i1 - i0,
+                        (i1 - i0) * g,
                         r1 - r0,
                         hd,
-                        sp.ptr().add(s.srow(kvh, i0) + hg * ctx + r0),
-                        (g * ctx) as isize,
-                        q.as_ptr().add((i0 * s.n_heads + h) * hd),
-                        (s.n_heads * hd) as isize,
+                        sp.ptr().add(s.srow(kvh, i0) + r0),
+                        ctx as isize,
+                        b.as_ptr(),
+                        hd as isize,
                         1,
                         k.as_ptr().add((kvh * s.kv_stride + r0) * hd),
                         1,
@@ -379,7 +400,7 @@ pub fn attn_scores(
                         s.scale,
                     )
                 };
-            }
+            });
         });
         return;
     }
@@ -458,20 +479,23 @@ pub fn attn_values(
         pool.run_items(s.items(), &|it| {
             let (kvh, i0, i1) = s.item(it);
             let (r0, r1) = s.rect(i0, i1);
-            for hg in 0..g {
-                let h = kvh * g + hg;
-                // SAFETY: reads stay inside `p` (score rows (kvh, i0..i1, hg), columns r0..r1,
-                // zero outside each row's keys: see `attn_softmax`) and `v` (kv head kvh,
-                // positions r0..r1); writes go to output rows i0..i1, head h, owned by this item.
+            let rows = (i1 - i0) * g;
+            GROUP_BUF.with(|b| {
+                let mut b = b.borrow_mut();
+                b.resize(rows * hd, 0.0);
+                // SAFETY: reads stay inside `p` (score rows (kvh, i0..i1, 0..g): consecutive
+                // rows of `ctx` from `srow(kvh, i0)`, columns r0..r1, zero outside each row's
+                // keys: see `attn_softmax`) and `v` (kv head kvh, positions r0..r1); writes go
+                // to the block buffer (rows x hd), scattered below.
                 unsafe {
                     sgemm_strided(
-                        i1 - i0,
+                        rows,
                         hd,
                         r1 - r0,
-                        op.ptr().add((i0 * s.n_heads + h) * hd),
-                        (s.n_heads * hd) as isize,
-                        p.as_ptr().add(s.srow(kvh, i0) + hg * ctx + r0),
-                        (g * ctx) as isize,
+                        b.as_mut_ptr(),
+                        hd as isize,
+                        p.as_ptr().add(s.srow(kvh, i0) + r0),
+                        ctx as isize,
                         1,
                         v.as_ptr().add((kvh * s.kv_stride + r0) * hd),
                         hd as isize,
@@ -479,7 +503,17 @@ pub fn attn_values(
                         1.0,
                     )
                 };
-            }
+                for (i, src) in (i0..i1).zip(b.chunks_exact(g * hd)) {
+                    // SAFETY: output heads (i, kvh*g .. kvh*g+g) belong to this item alone.
+                    let o = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            op.ptr().add((i * s.n_heads + kvh * g) * hd),
+                            g * hd,
+                        )
+                    };
+                    o.copy_from_slice(src);
+                }
+            });
         });
         return;
     }
