@@ -117,8 +117,9 @@ impl EngineError {
     pub(crate) fn unsupported(feature: impl Into<String>) -> EngineError {
         EngineError::Unsupported {
             feature: feature.into(),
-            hint:
-                " (dense llama/mistral/qwen2/qwen3/gemma/gemma2/gemma3/phi3/gpt_neox decoders are)",
+            hint: " (llama/mistral/qwen2/qwen3/gemma/gemma2/gemma3/phi3/gpt_neox decoders are, \
+                   and MLA (deepseek_v2/v3) and gated mixture-of-experts (qwen3_moe, deepseek) \
+                   layers)",
         }
     }
 }
