@@ -562,6 +562,15 @@ pub fn run_bench(def: &ModelDef, opts: &BenchOptions) -> Result<BenchResult, Eng
         phases.push(p);
     }
 
+    if opts.warmup == 0 && !phases.is_empty() {
+        warnings.push(Warning {
+            code: "no_warmup".into(),
+            message: "--warmup 0: the first timed repetition includes one-time work (the \
+                      kernels' per-thread buffers and the matrix library's packing space are \
+                      allocated and first touched then); its samples are kept as measured"
+                .into(),
+        });
+    }
     for p in &phases {
         let spread = (p.seconds.max - p.seconds.min) / p.seconds.median;
         if p.seconds.samples.len() >= 3 && spread > 0.2 {

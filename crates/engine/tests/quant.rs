@@ -147,6 +147,11 @@ fn quantized_bench_costs_every_operator_with_real_formats() {
         q.warnings
     );
     assert_eq!(q.weights, "q4_0");
+    assert!(
+        q.warnings.iter().any(|w| w.code == "no_warmup"),
+        "--warmup 0 is flagged: {:?}",
+        q.warnings
+    );
     let f = run(WeightsFrom::Random { seed: 0 });
     let decode = |r: &rooflinebench_engine::bench::BenchResult| {
         r.phases
