@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds the `llamacpp` feature (llama.cpp compiled from source by llama-cpp-sys-2) and runs
 # the tests that exercise it: the engine on a synthetic GGUF (tests/cli_sweep.rs), per-node
-# timings through ggml's graph callback (tests/llamacpp_nodes.rs), and the node-name mapping
-# (unit tests). Installs Debian cmake and libclang-dev first when they are missing.
+# timings through ggml's graph callback (tests/llamacpp_nodes.rs), the node-name mapping
+# (unit tests), and our engine's logits against llama.cpp's on the same synthetic qwen3moe and
+# deepseek2 GGUFs (unit tests in src/sweep/llamacpp_logits_test.rs: the GGUF loader's MoE/MLA
+# layouts). Installs Debian cmake and libclang-dev first when they are missing.
 #
 # The tests use tiny synthetic GGUFs written by crates/gguf (no download, no weights in git).
 #
@@ -37,6 +39,7 @@ echo "== building the llamacpp feature (LLAMA_LIB_PROFILE=$LLAMA_LIB_PROFILE)"
 cargo test --locked --features llamacpp --no-run \
     --bin rooflinebench --test cli_sweep --test llamacpp_nodes
 echo "== built in $(( $(date +%s) - start )) s"
+# sweep::llamacpp* : llamacpp, llamacpp_nodes and llamacpp_ffi::logits_test.
 cargo test --locked --features llamacpp --bin rooflinebench sweep::llamacpp
 cargo test --locked --features llamacpp --test cli_sweep --test llamacpp_nodes
 echo "== llamacpp feature tests passed in $(( $(date +%s) - start )) s"

@@ -48,7 +48,13 @@ const UBATCH: u32 = 512;
 
 static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
 
-fn backend() -> Result<&'static LlamaBackend> {
+pub(crate) fn backend() -> Result<&'static LlamaBackend> {
+    if let Some(b) = BACKEND.get() {
+        return Ok(b);
+    }
+    // One initialisation at a time: a second concurrent `LlamaBackend::init` fails.
+    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(b) = BACKEND.get() {
         return Ok(b);
     }

@@ -23,6 +23,10 @@ use std::ffi::{c_void, CStr, CString};
 use std::path::Path;
 use std::time::Instant;
 
+#[cfg(test)]
+#[path = "llamacpp_logits_test.rs"]
+mod logits_test;
+
 /// One timed graph node of one `llama_decode` call.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NodeSample {
@@ -196,6 +200,9 @@ pub struct ContextSettings {
 /// A context (`llama_context *`) on a [`Model`], optionally with the node-timing callback.
 pub struct Context<'m> {
     ptr: *mut sys::llama_context,
+    /// The model's vocabulary size: the length of a logits row.
+    #[cfg_attr(not(test), allow(dead_code))]
+    n_vocab: usize,
     /// From `Box::into_raw`, freed in `Drop` after the context: the callback's user data.
     recorder: *mut Recorder,
     _model: std::marker::PhantomData<&'m Model>,
@@ -203,6 +210,17 @@ pub struct Context<'m> {
 
 impl<'m> Context<'m> {
     pub fn new(model: &'m Model, s: ContextSettings) -> Result<Context<'m>> {
+        Context::create(model, s, false)
+    }
+
+    /// A context with an f32 KV cache and flash attention off (llama.cpp's defaults store K
+    /// and V in f16), for logit comparisons with our engine that f16 rounding would blur.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn new_f32_kv(model: &'m Model, s: ContextSettings) -> Result<Context<'m>> {
+        Context::create(model, s, true)
+    }
+
+    fn create(model: &'m Model, s: ContextSettings, f32_kv: bool) -> Result<Context<'m>> {
         let recorder = Box::into_raw(Box::<Recorder>::default());
         // SAFETY: plain value returned by llama.cpp.
         let mut p = unsafe { sys::llama_context_default_params() };
@@ -213,6 +231,11 @@ impl<'m> Context<'m> {
         p.n_threads = s.threads;
         p.n_threads_batch = s.threads;
         p.no_perf = true;
+        if f32_kv {
+            p.type_k = sys::GGML_TYPE_F32;
+            p.type_v = sys::GGML_TYPE_F32;
+            p.flash_attn_type = sys::LLAMA_FLASH_ATTN_TYPE_DISABLED;
+        }
         if s.profile {
             p.cb_eval = Some(eval_callback);
             p.cb_eval_user_data = recorder.cast::<c_void>();
@@ -233,6 +256,7 @@ impl<'m> Context<'m> {
         }
         Ok(Context {
             ptr,
+            n_vocab: model.n_vocab() as usize,
             recorder,
             _model: std::marker::PhantomData,
         })
@@ -283,6 +307,20 @@ impl<'m> Context<'m> {
             return Err(anyhow!("llama_decode of {n} tokens failed (code {rc})"));
         }
         Ok(())
+    }
+
+    /// The logits of the last token of the last [`Context::decode`] (`n_vocab` values).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn last_logits(&self) -> Result<Vec<f32>> {
+        // SAFETY: live context; index -1 is the last output row, and llama.cpp returns null
+        // (after logging) when there is none rather than reading out of bounds.
+        let p = unsafe { sys::llama_get_logits_ith(self.ptr, -1) };
+        if p.is_null() {
+            bail!("llama.cpp has no logits for the last token (no decode yet?)");
+        }
+        // SAFETY: a non-null logits row of the context holds `n_vocab` f32 values and stays
+        // valid until the next decode, which needs `&mut self`; we copy it out at once.
+        Ok(unsafe { std::slice::from_raw_parts(p, self.n_vocab) }.to_vec())
     }
 
     /// Empties the KV cache.

@@ -18,9 +18,10 @@
 //! engine's tests check against each other and against an f64 reference.
 //!
 //! RoPE: Hugging Face's DeepSeek code rotates interleaved pairs of the rope dims (it permutes
-//! them to halves first); this engine rotates halves, as for every other family. With random
-//! weights the two differ only by a fixed permutation of `q_b`/`kv_a` rows; a real-weight
-//! loader would have to permute those rows (not done: MLA checkpoints are refused).
+//! them to halves first); this engine rotates halves, as for every other family. The two differ
+//! only by a fixed permutation of the rope rows of `q_b`/`kv_a`: the GGUF loader reorders those
+//! rows (llama.cpp keeps the interleaved order; `gguf_source`, checked against llama.cpp's
+//! logits), and MLA safetensors checkpoints are refused.
 //!
 //! Not here: the absorbed attention's value product is a plain loop on one thread (each
 //! latent row is read once for all heads), not a SIMD kernel; sliding windows and soft-caps

@@ -444,6 +444,35 @@ impl Weights {
             }
             ms.push((TensorRole::FfnUp, &l.up));
             ms.push((TensorRole::FfnDown, &l.down));
+            // MLA and MoE matrices too, one entry per file tensor (the first expert stands for
+            // its 3-D expert tensor: all experts of a tensor share its format), so quantized
+            // MLA/MoE GGUFs are costed in their real formats, not the dense default.
+            if let Some(a) = &l.mla {
+                if let Some((qa, _)) = &a.q_a {
+                    ms.push((TensorRole::MlaQA, qa));
+                }
+                ms.push((TensorRole::MlaQB, &a.q_b));
+                ms.push((TensorRole::MlaKvA, &a.kv_a));
+                match &a.up {
+                    crate::mla::MlaUp::Materialized { kv_b } => ms.push((TensorRole::MlaKvB, kv_b)),
+                    crate::mla::MlaUp::Absorbed { uk_t, .. } => {
+                        ms.extend(uk_t.first().map(|m| (TensorRole::MlaKvB, m)))
+                    }
+                }
+            }
+            if let Some(e) = &l.moe {
+                ms.push((TensorRole::Router, &e.router));
+                if let Some(x) = e.experts.first() {
+                    ms.push((TensorRole::FfnGateExps, &x.gate));
+                    ms.push((TensorRole::FfnUpExps, &x.up));
+                    ms.push((TensorRole::FfnDownExps, &x.down));
+                }
+                if let Some(x) = &e.shared {
+                    ms.push((TensorRole::FfnGateShexp, &x.gate));
+                    ms.push((TensorRole::FfnUpShexp, &x.up));
+                    ms.push((TensorRole::FfnDownShexp, &x.down));
+                }
+            }
             for (r, m) in ms {
                 if m.rows > 0 && m.cols > 0 {
                     v.push((r, li, m));

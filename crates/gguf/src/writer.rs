@@ -500,9 +500,12 @@ pub fn synthetic(cfg: &ArchConfig, format: WeightFormat) -> Result<GgufWriter, G
             // llama.cpp's converter stores MLA as MQA over the latent (one KV head of
             // kv_lora_rank + rope), with the per-head sizes under the *_mla keys.
             w.meta(&k("attention.head_count_kv"), Value::U32(1));
-            if let Some(q) = m.q_lora_rank {
-                w.meta(&k("attention.q_lora_rank"), u32v("q_lora_rank", q)?);
-            }
+            // Always written (0 = no q LoRA): llama.cpp requires the key for deepseek2 and
+            // refuses a file without it ("key not found"), as convert_hf_to_gguf.py writes it.
+            w.meta(
+                &k("attention.q_lora_rank"),
+                u32v("q_lora_rank", m.q_lora_rank.unwrap_or(0))?,
+            );
             w.meta(
                 &k("attention.kv_lora_rank"),
                 u32v("kv_lora_rank", m.kv_lora_rank)?,
