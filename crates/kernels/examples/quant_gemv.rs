@@ -1,6 +1,7 @@
 //! Single-thread throughput of the quantized GEMV (decode) and GEMM (prefill) kernels.
 //!
-//! `cargo run --release -p rooflinebench-kernels --example quant_gemv [rows] [cols]`
+//! `cargo run --release -p rooflinebench-kernels --example quant_gemv [rows] [cols] [format]
+//! [isa] [nogemm]`
 //!
 //! Prints GB/s of weight bytes for GEMV on a matrix larger than L2 (default 8192 x 4096), per
 //! format and ISA, and GEMM throughput for 64 activation rows next to 64 separate GEMVs. A
@@ -39,9 +40,30 @@ fn main() {
         .collect();
     // An optional non-numeric argument keeps only that format, e.g. `q4_0`.
     let only = std::env::args().skip(1).find_map(|a| QuantType::parse(&a));
+    // An ISA name keeps only that path (`avx512vnni`); `nogemm` skips the GEMM column.
+    let only_isa: Option<String> = std::env::args()
+        .skip(1)
+        .find(|a| QuantIsa::all_available().iter().any(|i| i.name() == a));
+    let gemm = !std::env::args().any(|a| a == "nogemm");
     let rows = args.first().copied().unwrap_or(8192);
     let cols = args.get(1).copied().unwrap_or(4096);
     let m = 64;
+    if std::env::args().any(|a| a == "quantize") {
+        // Activation quantization (decode quantizes one row per matmul input).
+        for (r, c) in [(1usize, 1024usize), (1, 4864), (512, 1024)] {
+            let xf = rand_vec(r * c, 4);
+            let mut q = Q8Activations::new(QuantType::Q4_0.act_kind());
+            let t = best_of(20, || q.quantize(&xf, r, c).expect("whole blocks"));
+            let mut qk = Q8Activations::new(QuantType::Q4K.act_kind()); // 4864 = 19 x 256
+            let tk = best_of(20, || qk.quantize(&xf, r, c).expect("whole blocks"));
+            println!(
+                "quantize {r} x {c}: q8_0 {:.2} us, q8_K {:.2} us",
+                t * 1e6,
+                tk * 1e6
+            );
+        }
+        return;
+    }
     println!("GEMV {rows} x {cols}, 1 thread; GEMM with {m} activation rows");
     println!(
         "{:<6} {:<11} {:>9} {:>12} {:>14} {:>14} {:>8}",
@@ -67,8 +89,15 @@ fn main() {
         let mut y1 = vec![0.0f32; rows];
         let mut ym = vec![0.0f32; m * rows];
         for isa in QuantIsa::all_available() {
+            if only_isa.as_ref().is_some_and(|o| o != isa.name()) {
+                continue;
+            }
             let t1 = best_of(5, || mat.gemm_with(isa, &x1, 1, &mut y1, 1).expect("gemv"));
-            let tm = best_of(2, || mat.gemm_with(isa, &xm, m, &mut ym, 1).expect("gemm"));
+            let tm = if gemm {
+                best_of(2, || mat.gemm_with(isa, &xm, m, &mut ym, 1).expect("gemm"))
+            } else {
+                f64::NAN
+            };
             let macs = (rows * cols) as f64;
             println!(
                 "{:<6} {:<11} {:>9.1} {:>12.2} {:>14.2} {:>14.2} {:>8.2}",

@@ -219,7 +219,20 @@ pub struct Q8Activations {
     ds: Vec<f32>,
     /// `Q8K`: sum of `qs` per group of 16; empty for `Q8_0`.
     bsums: Vec<i16>,
+    /// `Q8_0` with at most [`GEMV_LAYOUT_MAX_ROWS`] rows (decode): the GEMV layout of the
+    /// x86 4-block kernel, see [`Q8Activations::gemv_layout`]; empty otherwise.
+    qp: Vec<i8>,
+    /// Per 4-block group, 16 lanes: `d` of block `k` in lanes `4k..4k+4`.
+    dx: Vec<f32>,
+    /// Per 4-block group, 16 lanes: `ds / 4` of block `k` in lanes `4k..4k+4`.
+    sx: Vec<f32>,
 }
+
+/// Activation rows up to which [`Q8Activations::quantize`] also builds the GEMV layout (decode
+/// quantizes one row; prefill's many rows go through the GEMM micro-tile, which does not use it).
+const GEMV_LAYOUT_MAX_ROWS: usize = 4;
+/// Blocks per step of the GEMV layout.
+const GEMV_GROUP: usize = 4;
 
 /// One activation row, borrowed.
 #[derive(Clone, Copy, Debug)]
@@ -228,6 +241,17 @@ pub(crate) struct ActRow<'a> {
     pub d: &'a [f32],
     pub ds: &'a [f32],
     pub bsums: &'a [i16],
+    /// GEMV layout (x86 VNNI GEMV): per group of 4 blocks, 128 values: elements 0..16 of the
+    /// 4 blocks, then elements 16..32 of the 4 blocks; a last partial group is padded with
+    /// zero blocks (zero `dx`, `sx`). Empty when not built.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub qp: &'a [i8],
+    /// 16 per group: `d` of block `k` of the group in lanes `4k..4k+4`.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub dx: &'a [f32],
+    /// 16 per group: `ds / 4` of block `k` in lanes `4k..4k+4` (4 lanes sum to `ds`).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub sx: &'a [f32],
 }
 
 impl Q8Activations {
@@ -241,6 +265,9 @@ impl Q8Activations {
             d: Vec::new(),
             ds: Vec::new(),
             bsums: Vec::new(),
+            qp: Vec::new(),
+            dx: Vec::new(),
+            sx: Vec::new(),
         }
     }
 
@@ -295,6 +322,7 @@ impl Q8Activations {
                     self.d[b] = d;
                     self.ds[b] = d * sum as f32;
                 }
+                self.gemv_layout();
             }
             ActKind::Q8K => {
                 self.ds.clear();
@@ -313,6 +341,47 @@ impl Q8Activations {
             }
         }
         Ok(())
+    }
+
+    /// Builds `qp`, `dx`, `sx` for `Q8_0` activations of at most [`GEMV_LAYOUT_MAX_ROWS`]
+    /// rows (cleared otherwise). The weights keep the GGUF block layout; reordering the
+    /// activations instead (once per matmul, reused by every weight row) lets the x86 GEMV
+    /// put the low nibbles of 4 blocks in one register and their high nibbles in another.
+    fn gemv_layout(&mut self) {
+        self.qp.clear();
+        self.dx.clear();
+        self.sx.clear();
+        if self.kind != ActKind::Q8_0 || self.rows > GEMV_LAYOUT_MAX_ROWS {
+            return;
+        }
+        let nb = self.cols / QK;
+        let groups = nb.div_ceil(GEMV_GROUP);
+        for r in 0..self.rows {
+            for g in 0..groups {
+                // Blocks past the row end (last group) are zeros with zero scales.
+                let present = |k: usize| g * GEMV_GROUP + k < nb;
+                let b0 = r * nb + g * GEMV_GROUP;
+                for half in 0..2 {
+                    for k in 0..GEMV_GROUP {
+                        if present(k) {
+                            let s = (b0 + k) * QK + half * (QK / 2);
+                            self.qp.extend_from_slice(&self.qs[s..s + QK / 2]);
+                        } else {
+                            self.qp.extend_from_slice(&[0; QK / 2]);
+                        }
+                    }
+                }
+                for k in 0..GEMV_GROUP {
+                    let (d, ds) = if present(k) {
+                        (self.d[b0 + k], self.ds[b0 + k])
+                    } else {
+                        (0.0, 0.0)
+                    };
+                    self.dx.extend_from_slice(&[d; 4]);
+                    self.sx.extend_from_slice(&[ds / 4.0; 4]);
+                }
+            }
+        }
     }
 
     pub fn kind(&self) -> ActKind {
@@ -353,6 +422,24 @@ impl Q8Activations {
             } else {
                 &self.bsums[r * c / 16..(r + 1) * c / 16]
             },
+            qp: if self.qp.is_empty() {
+                &[]
+            } else {
+                let g = nb.div_ceil(GEMV_GROUP) * GEMV_GROUP * QK;
+                &self.qp[r * g..(r + 1) * g]
+            },
+            dx: if self.dx.is_empty() {
+                &[]
+            } else {
+                let g = nb.div_ceil(GEMV_GROUP) * 16;
+                &self.dx[r * g..(r + 1) * g]
+            },
+            sx: if self.sx.is_empty() {
+                &[]
+            } else {
+                let g = nb.div_ceil(GEMV_GROUP) * 16;
+                &self.sx[r * g..(r + 1) * g]
+            },
         }
     }
 }
@@ -361,6 +448,75 @@ impl Q8Activations {
 /// Returns `(d, sum(q))`. Values stay in `-127..=127` (never -128), which the AVX2 sign trick
 /// relies on.
 fn quantize_sym_i8(x: &[f32], q: &mut [i8]) -> (f32, i32) {
+    #[cfg(target_arch = "x86_64")]
+    if matches!(QuantIsa::best(), QuantIsa::Avx2 | QuantIsa::Avx512Vnni) {
+        // SAFETY: `best()` only returns an x86 SIMD path when the CPU has AVX2, FMA and F16C.
+        return unsafe { quantize_sym_i8_avx2(x, q) };
+    }
+    quantize_sym_i8_body(x, q)
+}
+
+/// [`quantize_sym_i8_body`] in AVX2, bit for bit (tested on ties, NaN, infinities and
+/// subnormal scales): `vmaxps(|x|, m)` returns `m` for a NaN `x` as `f32::max` does; the
+/// maximum does not depend on the order; `f32::round` (half away from zero) is
+/// `trunc(y + copysign(0.49999997, y))`; NaN becomes 0 and +-inf saturates to +-127 as the `as`
+/// cast and clamp do. 4864 values per row: 16.4 us portable, 11.3 us compiled for AVX2,
+/// ~1.5 us here (`quant_gemv quantize`). Lengths that are not a multiple of 32 take the
+/// portable code.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn quantize_sym_i8_avx2(x: &[f32], q: &mut [i8]) -> (f32, i32) {
+    use std::arch::x86_64::*;
+    let n = x.len();
+    if !n.is_multiple_of(32) || q.len() != n {
+        return quantize_sym_i8_body(x, q);
+    }
+    let sign = _mm256_set1_ps(-0.0);
+    let xp = x.as_ptr();
+    let mut m = _mm256_setzero_ps();
+    for i in (0..n).step_by(8) {
+        m = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(xp.add(i))), m);
+    }
+    let m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    let m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    let amax = _mm_cvtss_f32(_mm_max_ss(m2, _mm_movehdup_ps(m2)));
+    let d = amax / 127.0;
+    let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+    let idv = _mm256_set1_ps(id);
+    let half = _mm256_set1_ps(0.499_999_97);
+    let (lo, hi) = (_mm256_set1_ps(-127.0), _mm256_set1_ps(127.0));
+    let one = |i: usize| {
+        let y = _mm256_mul_ps(_mm256_loadu_ps(xp.add(i)), idv);
+        let r = _mm256_add_ps(y, _mm256_or_ps(_mm256_and_ps(y, sign), half));
+        let r = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(r);
+        let c = _mm256_min_ps(_mm256_max_ps(r, lo), hi);
+        let nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(y, y);
+        _mm256_cvtps_epi32(_mm256_andnot_ps(nan, c))
+    };
+    let mut sum = _mm256_setzero_si256();
+    let qp = q.as_mut_ptr();
+    for i in (0..n).step_by(32) {
+        let (a, b, c, e) = (one(i), one(i + 8), one(i + 16), one(i + 24));
+        sum = _mm256_add_epi32(
+            sum,
+            _mm256_add_epi32(_mm256_add_epi32(a, b), _mm256_add_epi32(c, e)),
+        );
+        // packs work per 128-bit lane; the permute restores element order.
+        let p = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, e));
+        let p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256(qp.add(i) as *mut __m256i, p);
+    }
+    let s4 = _mm_add_epi32(
+        _mm256_castsi256_si128(sum),
+        _mm256_extracti128_si256(sum, 1),
+    );
+    let s2 = _mm_add_epi32(s4, _mm_shuffle_epi32::<0b00_00_11_10>(s4));
+    let s1 = _mm_add_epi32(s2, _mm_shuffle_epi32::<0b00_00_00_01>(s2));
+    (d, _mm_cvtsi128_si32(s1))
+}
+
+#[inline(always)]
+fn quantize_sym_i8_body(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     let d = amax / 127.0;
     let id = if d > 0.0 { 1.0 / d } else { 0.0 };
@@ -733,6 +889,22 @@ impl<'a> QuantMatrix<'a> {
         out: OutPtr,
         rows: Range<usize>,
     ) {
+        #[cfg(target_arch = "x86_64")]
+        if m == 1 && matches!(isa, QuantIsa::Avx2 | QuantIsa::Avx512Vnni) && rows.end > rows.start {
+            // SAFETY: m == 1, so output column r is `out[r]`; `rows` is inside `0..self.rows`
+            // (callers check) and this call owns those elements (caller's contract).
+            let o = unsafe { std::slice::from_raw_parts_mut(out.0.add(rows.start), rows.len()) };
+            x86::gemv_rows(
+                isa,
+                self.ty,
+                self.data,
+                self.row_bytes(),
+                rows,
+                &x.row(0),
+                o,
+            );
+            return;
+        }
         let chunk = (GEMM_ACT_BYTES / self.cols.max(1)).max(GEMM_MR) / GEMM_MR * GEMM_MR;
         let n = self.rows;
         let mut t0 = 0;

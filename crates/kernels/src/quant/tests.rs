@@ -254,3 +254,234 @@ fn bad_operands_are_errors_not_panics() {
     let mut row = [0.0f32; 64];
     assert!(mat.dequantize_row(1, &mut row).is_err());
 }
+
+/// Raw blocks of `ty` with random quants (every nibble / byte value) and sane `f16` scales, so
+/// the SIMD paths see values the round-to-nearest quantizer rarely writes.
+fn raw_blocks(ty: QuantType, blocks: usize, seed: u64, fill: Option<u8>) -> Vec<u8> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 32) as u32
+    };
+    let bb = ty.block_bytes();
+    let mut w = Vec::with_capacity(blocks * bb);
+    for _ in 0..blocks {
+        let mut blk: Vec<u8> = (0..bb)
+            .map(|_| match fill {
+                Some(f) => f,
+                None => next() as u8,
+            })
+            .collect();
+        // f16 scales in [0.5, 2) with a random sign: exponent bits 0x38..0x3F.
+        let scale = |r: u32| -> [u8; 2] {
+            let h = 0x3800u16 | (r as u16 & 0x07FF) | ((r >> 16) as u16 & 0x8000);
+            h.to_le_bytes()
+        };
+        match ty {
+            QuantType::Q8_0 => {
+                blk[..2].copy_from_slice(&scale(next()));
+                for q in &mut blk[2..] {
+                    // i8 -127..=127 (never -128, as every quantizer writes).
+                    if *q == 0x80 {
+                        *q = 0x81;
+                    }
+                }
+            }
+            QuantType::Q4_0 | QuantType::Q5_0 => blk[..2].copy_from_slice(&scale(next())),
+            QuantType::Q4_1 | QuantType::Q5_1 => {
+                blk[..2].copy_from_slice(&scale(next()));
+                blk[2..4].copy_from_slice(&scale(next()));
+            }
+            _ => unreachable!("legacy formats only"),
+        }
+        w.extend_from_slice(&blk);
+    }
+    w
+}
+
+const LEGACY: [QuantType; 5] = [
+    QuantType::Q8_0,
+    QuantType::Q4_0,
+    QuantType::Q4_1,
+    QuantType::Q5_0,
+    QuantType::Q5_1,
+];
+
+/// Every SIMD GEMV against the scalar twin, row by row: 1..=13 blocks (tails of 1..3 blocks
+/// after the 4-block groups of the x86 GEMV) and longer odd rows, several row counts, random
+/// quants and activations including -127 and 127.
+#[test]
+fn simd_gemv_matches_scalar_twin_on_every_row_and_tail() {
+    for isa in simd_isas() {
+        for ty in LEGACY {
+            for blocks in (1..=13).chain([27, 28, 29, 31, 152]) {
+                for rows in [1usize, 2, 3, 7] {
+                    let cols = blocks * QK;
+                    let seed = (blocks * 7 + rows) as u64 + 100 * ty as u64;
+                    let w = raw_blocks(ty, rows * blocks, seed, None);
+                    let mut xf = rand_vec(cols, seed + 1);
+                    xf[0] = 40.0; // the block's max: quantizes to 127
+                    if cols > 40 {
+                        xf[40] = -40.0; // -127
+                    }
+                    let x = Q8Activations::from_f32(ty.act_kind(), &xf, 1, cols).unwrap();
+                    let mat = QuantMatrix::new(ty, rows, cols, &w).unwrap();
+                    let mut simd = vec![0.0; rows];
+                    mat.gemm_with(isa, &x, 1, &mut simd, 1).unwrap();
+                    let mut slow = vec![0.0; rows];
+                    mat.gemm_with(isa, &x, 1, &mut slow, 2).unwrap();
+                    // The same rows without the VBMI kernel (x86 only).
+                    #[cfg(target_arch = "x86_64")]
+                    let old = {
+                        let mut o = vec![0.0; rows];
+                        super::x86::gemv_rows_with(
+                            isa,
+                            ty,
+                            &w,
+                            mat.row_bytes(),
+                            0..rows,
+                            &x.row(0),
+                            &mut o,
+                            false,
+                        );
+                        Some(o)
+                    };
+                    #[cfg(not(target_arch = "x86_64"))]
+                    let old: Option<Vec<f32>> = None;
+                    for r in 0..rows {
+                        let s = dot_with(QuantIsa::Scalar, ty, mat.row_data(r), &x, 0).unwrap();
+                        let mag: f32 = 40.0 * 2.0 * 16.0 * cols as f32 / 127.0;
+                        for (what, v) in [("gemv", simd[r]), ("2 threads", slow[r])]
+                            .into_iter()
+                            .chain(old.as_ref().map(|o| ("no vbmi", o[r])))
+                        {
+                            assert!(
+                                (s - v).abs() <= 2e-6 * mag.max(s.abs()),
+                                "{isa} {ty} {what} blocks={blocks} rows={rows} row {r}: \
+                                 {v} vs scalar {s}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// All-0 and all-15 nibbles (all-0x00 / all-0xFF quant bytes) against activations at +-127:
+/// the largest integer sums the legacy kernels form.
+#[test]
+fn simd_gemv_extreme_nibbles_and_activations() {
+    for isa in simd_isas() {
+        for ty in LEGACY {
+            for fill in [0x00u8, 0xFF, 0x88, 0x7F] {
+                for xv in [1.0f32, -1.0] {
+                    let blocks = 11;
+                    let cols = blocks * QK;
+                    let w = raw_blocks(ty, blocks, 5, Some(fill));
+                    let x =
+                        Q8Activations::from_f32(ty.act_kind(), &vec![xv; cols], 1, cols).unwrap();
+                    let mat = QuantMatrix::new(ty, 1, cols, &w).unwrap();
+                    let mut v = [0.0f32];
+                    mat.gemm_with(isa, &x, 1, &mut v, 1).unwrap();
+                    let s = dot_with(QuantIsa::Scalar, ty, &w, &x, 0).unwrap();
+                    assert!(
+                        (s - v[0]).abs() <= 1e-5 * s.abs().max(1.0),
+                        "{isa} {ty} fill {fill:#x} x {xv}: {} vs scalar {s}",
+                        v[0]
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Activations with more rows than the GEMV layout is built for take the other kernels: same
+/// results as the scalar twin.
+#[test]
+fn gemv_without_the_activation_layout_matches_scalar_twin() {
+    for isa in simd_isas() {
+        for ty in LEGACY {
+            let (blocks, rows, m) = (9, 3, 5);
+            let cols = blocks * QK;
+            let w = raw_blocks(ty, rows * blocks, 9, None);
+            let xf = rand_vec(m * cols, 10);
+            let x = Q8Activations::from_f32(ty.act_kind(), &xf, m, cols).unwrap();
+            assert!(x.row(0).qp.is_empty());
+            let mat = QuantMatrix::new(ty, rows, cols, &w).unwrap();
+            let mut v = vec![0.0; rows];
+            mat.gemm_with(isa, &x, 1, &mut v, 1).unwrap();
+            for (r, v) in v.iter().enumerate() {
+                let s = dot_with(QuantIsa::Scalar, ty, mat.row_data(r), &x, 0).unwrap();
+                assert!(
+                    (s - v).abs() <= 1e-5 * s.abs().max(10.0),
+                    "{isa} {ty} row {r}: {v} vs {s}"
+                );
+            }
+        }
+    }
+}
+
+/// The AVX2 build of the activation quantizer equals the portable one bit for bit, ties,
+/// NaN, infinities and subnormals included (`f32::round` is round-half-away-from-zero).
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx2_activation_quantizer_equals_the_portable_one() {
+    if !Isa::Avx2.available() {
+        eprintln!("skipping: no AVX2");
+        return;
+    }
+    let mut blocks: Vec<Vec<f32>> = (0..50).map(|s| rand_vec(QK, s)).collect();
+    // Ties at +-k.5 after scaling by 127 / 127: d = 1, x / d = x.
+    blocks.push(
+        (0..QK)
+            .map(|i| i as f32 - 15.5)
+            .chain([127.0])
+            .skip(1)
+            .collect(),
+    );
+    blocks.push(vec![0.5; QK]);
+    // With a 127 in the block, d = 1 and y = x: the values next to the rounding thresholds.
+    let mut near = vec![
+        0.499_999_97f32,
+        -0.499_999_97,
+        0.5,
+        -0.5,
+        1.499_999_9,
+        1.5,
+        -1.5,
+        2.5,
+        -2.5,
+        126.5,
+        -126.5,
+        126.499_99,
+        100.5,
+    ];
+    near.resize(QK - 1, 3.5);
+    near.push(127.0);
+    blocks.push(near.clone());
+    near[31] = -127.0;
+    blocks.push(near);
+    blocks.push(vec![1e-42; QK * 8]);
+    blocks.push(rand_vec(QK_K, 5));
+    let mut special = rand_vec(QK, 99);
+    special[3] = f32::NAN;
+    special[4] = f32::INFINITY;
+    special[5] = -f32::INFINITY;
+    special[6] = 1e-40;
+    blocks.push(special);
+    blocks.push(vec![1e-42; QK]);
+    blocks.push(vec![0.0; QK]);
+    for x in &blocks {
+        let (mut a, mut b) = (vec![0i8; x.len()], vec![0i8; x.len()]);
+        let ra = quantize_sym_i8_body(x, &mut a);
+        // SAFETY: AVX2 is available (checked above); FMA and F16C come with it on every CPU
+        // `Isa::Avx2.available()` accepts.
+        let rb = unsafe { quantize_sym_i8_avx2(x, &mut b) };
+        assert_eq!(a, b, "{x:?}");
+        assert_eq!(ra.0.to_bits(), rb.0.to_bits(), "{x:?}");
+        assert_eq!(ra.1, rb.1, "{x:?}");
+    }
+}
