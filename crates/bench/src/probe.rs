@@ -303,6 +303,9 @@ struct Quality {
     clock_changed: bool,
     short_trials: bool,
     unpinned: bool,
+    /// Measured at a core clock more than 5% below the highest this probe saw (set after all
+    /// measurements): the host can run faster, so the ceiling is likely to differ next time.
+    low_clock: bool,
 }
 
 impl Quality {
@@ -317,10 +320,15 @@ impl Quality {
             ),
             short_trials: m.min_trial_seconds < 1000.0 * timer_res,
             unpinned: !m.pinned,
+            low_clock: false,
         }
     }
     fn unstable(&self) -> bool {
-        self.stats_unstable || self.windows_disagree || self.busy || self.clock_changed
+        self.stats_unstable
+            || self.windows_disagree
+            || self.busy
+            || self.clock_changed
+            || self.low_clock
     }
 }
 
@@ -339,6 +347,41 @@ struct Record {
     label: String,
     quality: Quality,
     foreign_max: u32,
+    /// The core clock around the measurement's best window (the higher of before and after).
+    clock_hz: Option<f64>,
+    /// Where its ceiling went.
+    target: CeilingRef,
+}
+
+/// Index of a measured ceiling in the probe's output vectors.
+#[derive(Clone, Copy)]
+enum CeilingRef {
+    Compute(usize),
+    Informational(usize),
+    Bandwidth(usize),
+}
+
+/// The clock around a measurement (the higher of the readings before and after it).
+fn around_clock(m: &Measurement) -> Option<f64> {
+    match (m.freq_before_hz, m.freq_after_hz) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Marks `low_clock` every record measured more than [`MAX_WINDOW_SPREAD`] below `top`, the
+/// highest clock of the probe; returns their indices.
+fn mark_low_clock(records: &mut [Record], top: f64) -> Vec<usize> {
+    let mut low = Vec::new();
+    for (i, r) in records.iter_mut().enumerate() {
+        if r.clock_hz
+            .is_some_and(|c| c < (1.0 - MAX_WINDOW_SPREAD) * top)
+        {
+            r.quality.low_clock = true;
+            low.push(i);
+        }
+    }
+    low
 }
 
 fn fmt_bytes(b: u64) -> String {
@@ -526,6 +569,12 @@ pub fn run_probe(
                     label: format!("{} x{t}", spec.name),
                     quality: q,
                     foreign_max: m.foreign_max,
+                    clock_hz: around_clock(&m),
+                    target: if native_f16 {
+                        CeilingRef::Informational(informational.len())
+                    } else {
+                        CeilingRef::Compute(compute.len())
+                    },
                 });
                 // the clock this instruction mix runs at: the scalar clock around this
                 // measurement (turbo drifts) times the vector-load ratio measured at the start
@@ -831,6 +880,8 @@ pub fn run_probe(
                     label: format!("{} {} x{t}", level.name(), spec.name),
                     quality: q.clone(),
                     foreign_max: m.foreign_max,
+                    clock_hz: around_clock(&m),
+                    target: CeilingRef::Bandwidth(bandwidth.len()),
                 });
                 bandwidth.push(BandwidthCeiling {
                     level,
@@ -867,6 +918,45 @@ pub fn run_probe(
     say("measuring the core clock again");
     let (freq_end, _) = measure_clock(cores[0], 20, false);
     let activity = snapshot.activity_since(host.logical_cpus);
+    // A ceiling measured while the host ran the core slower than it did elsewhere in this
+    // probe is not this machine's ceiling and will not repeat: on a VM whose clock moved
+    // 3.69 -> 4.09 GHz within a probe, consecutive probes differed by up to 16% on ceilings
+    // no other check had flagged.
+    let top_clock = records
+        .iter()
+        .filter_map(|r| r.clock_hz)
+        .chain(freq_start)
+        .chain(freq_end)
+        .fold(0.0f64, f64::max);
+    for i in mark_low_clock(&mut records, top_clock) {
+        let r = &records[i];
+        let note = format!(
+            "measured at {:.2} GHz, more than 5% below this probe's highest clock ({:.2} GHz): marked unstable",
+            r.clock_hz.unwrap_or(0.0) / 1e9,
+            top_clock / 1e9
+        );
+        let mark = |unstable: &mut bool, n: &mut Option<String>| {
+            *unstable = true;
+            *n = Some(match n.take() {
+                Some(old) => format!("{old}; {note}"),
+                None => note.clone(),
+            });
+        };
+        match r.target {
+            CeilingRef::Compute(j) => {
+                let c = &mut compute[j];
+                mark(&mut c.unstable, &mut c.note)
+            }
+            CeilingRef::Informational(j) => {
+                let c = &mut informational[j];
+                mark(&mut c.unstable, &mut c.note)
+            }
+            CeilingRef::Bandwidth(j) => {
+                let b = &mut bandwidth[j];
+                mark(&mut b.unstable, &mut b.note)
+            }
+        }
+    }
 
     collect_warnings(
         &mut warnings,
@@ -1108,6 +1198,25 @@ fn collect_warnings(w: &mut Vec<Warning>, c: &Context) {
             ),
         );
     }
+    let low = pick(|q| q.low_clock);
+    if !low.is_empty() {
+        let top = c
+            .records
+            .iter()
+            .filter_map(|r| r.clock_hz)
+            .chain(c.freq_start)
+            .chain(c.freq_end)
+            .fold(0.0f64, f64::max);
+        add(
+            "low_clock",
+            format!(
+                "{} ceiling(s) were measured at a core clock more than 5% below the highest this probe saw ({:.2} GHz): {}; they are marked unstable because the host can run faster (turbo, or on a VM the host's load); set the performance governor or re-run when the host is quieter",
+                low.len(),
+                top / 1e9,
+                list(&low)
+            ),
+        );
+    }
     let changed = pick(|q| q.clock_changed);
     if !changed.is_empty() {
         add(
@@ -1252,6 +1361,37 @@ fn collect_warnings(w: &mut Vec<Warning>, c: &Context) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 3's repeatability: a ceiling measured while the host ran the core more than 5%
+    /// slower than elsewhere in the same probe is flagged, not printed as stable.
+    #[test]
+    fn ceilings_measured_below_the_probes_top_clock_are_unstable() {
+        let quality = Quality {
+            stats_unstable: false,
+            windows_disagree: false,
+            busy: false,
+            clock_changed: false,
+            short_trials: false,
+            unpinned: false,
+            low_clock: false,
+        };
+        let rec = |clock: Option<f64>| Record {
+            label: String::new(),
+            quality: quality.clone(),
+            foreign_max: 0,
+            clock_hz: clock,
+            target: CeilingRef::Bandwidth(0),
+        };
+        let mut r = vec![
+            rec(Some(4.09e9)),
+            rec(Some(3.69e9)),
+            rec(Some(3.95e9)),
+            rec(None),
+        ];
+        assert_eq!(mark_low_clock(&mut r, 4.09e9), vec![1]);
+        assert!(r[1].quality.unstable() && r[1].quality.low_clock);
+        assert!(!r[0].quality.unstable() && !r[2].quality.unstable() && !r[3].quality.unstable());
+    }
 
     /// Issue 7: emulated timings must not become ceilings unless the user insists.
     #[test]
