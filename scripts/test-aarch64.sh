@@ -8,7 +8,8 @@
 # qemu's -L) and qemu-user, and the rustup target. Uses its own target dir.
 # Tested: every test of rooflinebench-kernels and rooflinebench-bench, and the unit tests of
 # rooflinebench-engine (its integration tests run unoptimised engine code and take ~4 minutes
-# per pass under qemu: ROOFLINEBENCH_AARCH64_FULL=1 runs them too).
+# per pass under qemu: ROOFLINEBENCH_AARCH64_FULL=1 runs them too). Then clippy for aarch64
+# Linux and a type-check + clippy of the whole workspace for aarch64-apple-darwin (macOS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -71,5 +72,18 @@ run_tests -- "${skip[@]}"
 
 stamp "tests under qemu-aarch64 -cpu max with ROOFLINEBENCH_FORCE_ISA=scalar"
 ROOFLINEBENCH_FORCE_ISA=scalar run_tests -- "${skip[@]}"
+
+stamp "clippy for $TRIPLE (warnings only an Arm build sees, e.g. x86-only fields)"
+cargo clippy --locked --target "$TRIPLE" -p rooflinebench-kernels -p rooflinebench-bench -p rooflinebench-engine --all-targets -- -D warnings
+
+# macOS on Apple Silicon: no Apple SDK or linker here, so the sysctl host description and the
+# rest are type-checked and linted (not linked or run) for aarch64-apple-darwin.
+MAC=aarch64-apple-darwin
+if rustup target list --installed 2>/dev/null | grep -qx "$MAC" || rustup target add "$MAC" >/dev/null 2>&1; then
+    stamp "clippy for $MAC (type-check only)"
+    cargo clippy --locked --target "$MAC" --workspace --all-targets -- -D warnings
+else
+    stamp "skip $MAC: rustup could not add the target"
+fi
 
 stamp "done"
