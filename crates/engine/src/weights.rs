@@ -61,12 +61,16 @@ pub struct AlignedBytes {
 struct Line([u8; 64]);
 
 impl AlignedBytes {
-    /// A copy of `b` (every byte written: PITFALLS.md #23).
+    /// A copy of `b` (every byte written: PITFALLS.md #23), on transparent huge pages where
+    /// the OS gives them, like the probe's DRAM buffers.
     pub fn from_slice(b: &[u8]) -> AlignedBytes {
-        let mut lines = vec![Line([0; 64]); b.len().div_ceil(64)];
-        for (l, c) in lines.iter_mut().zip(b.chunks(64)) {
+        let mut lines: Vec<Line> = Vec::with_capacity(b.len().div_ceil(64));
+        rooflinebench_kernels::ceiling::buffer::advise_huge_pages(lines.spare_capacity_mut());
+        lines.extend(b.chunks(64).map(|c| {
+            let mut l = Line([0; 64]);
             l.0[..c.len()].copy_from_slice(c);
-        }
+            l
+        }));
         AlignedBytes {
             lines,
             len: b.len(),

@@ -78,6 +78,30 @@ fn alloc_raw(bytes: usize, align: usize) -> Result<(NonNull<u8>, Layout), Ceilin
     Ok((ptr, layout))
 }
 
+/// Asks the kernel to back the 2 MiB-aligned part of `region` with transparent huge pages, as
+/// the probe's own buffers are (a DRAM ceiling measured on huge pages and weights streamed
+/// through 4 KiB pages would not compare like with like). Call it before the region is first
+/// written. Linux only; elsewhere, for regions under 2 MiB, or when [`set_huge_pages`] turned
+/// huge pages off, it does nothing. The kernel's THP setting decides whether it is honoured.
+pub fn advise_huge_pages<T>(region: &mut [std::mem::MaybeUninit<T>]) {
+    #[cfg(target_os = "linux")]
+    if huge_pages() {
+        let start = region.as_mut_ptr() as usize;
+        let end = start + std::mem::size_of_val(region);
+        let (a, b) = (start.next_multiple_of(HUGE), end / HUGE * HUGE);
+        if b > a {
+            // SAFETY: [a, b) lies inside `region`, memory this caller owns; MADV_HUGEPAGE only
+            // changes how the kernel backs those pages, never their contents. Failure (THP
+            // compiled out) only costs TLB misses, so it is ignored.
+            unsafe {
+                libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_HUGEPAGE);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = region;
+}
+
 /// Sets aside `bytes` (rounded up to 2 MiB) from which buffers of 2 MiB or more are carved
 /// until [`release_arenas`]. The pages are not touched here.
 pub fn reserve_arena(bytes: usize) -> Result<(), CeilingError> {
