@@ -528,15 +528,15 @@ fn gather(data: &[u8], src: &[usize], row_bytes: usize) -> Vec<u8> {
 }
 
 fn u16s(b: &[u8]) -> Vec<u16> {
-    b.chunks_exact(2)
-        .map(|c| u16::from_le_bytes([c[0], c[1]]))
-        .collect()
+    let it = b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]));
+    crate::weights::huge_vec(b.len() / 2, it)
 }
 
 fn f32s(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
+    let it = b
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+    crate::weights::huge_vec(b.len() / 4, it)
 }
 
 impl Source for GgufSource {
