@@ -110,7 +110,12 @@ unsafe fn load256(p: *const u8) -> __m256i {
 /// q4_0 12.5-16.2, q8_0 7.0-8.6; `prefetcht1` at 2 KiB q4_0 14.0-19.9, q8_0 8.7-11.2; at
 /// 8 KiB q4_0 14.2-15.3, q8_0 7.4-8.7. Prefetching past the end of a row (into the next row, or
 /// past the matrix) is harmless: rows are contiguous and prefetches never fault.
-const PF_DIST: usize = 2048;
+/// Raised from 2 to 8 KiB after engine decode runs on a quiet machine (depth 128, alternating
+/// binaries, tokens/s, 2 KiB -> 8 KiB): SmolLM2 Q4_1 (576-column rows, a model small enough to
+/// sit partly in this VM's L3) t1 121.1/119.5 -> 134.6/151.8, t2 227.1/230.4 -> 259.3/265.2;
+/// the DRAM-bound Qwen2.5-0.5B files unchanged within noise (q4_0 t1 42.6/42.9 -> 44.5/42.5,
+/// t2 83.0/79.2 -> 82.0/79.4; q8_0 t1 25.9/25.8 -> 25.8/26.0, t2 50.1/48.2 -> 47.9/48.6).
+const PF_DIST: usize = 8192;
 
 /// Prefetches the cache lines of `span` bytes starting [`PF_DIST`] after `p` (`span` is a
 /// constant after inlining, so the loop unrolls).
