@@ -600,21 +600,7 @@ impl Source for GgufSource {
                 .collect(),
             other => return Err(self.unsupported(&name, other)),
         };
-        let is_norm = matches!(
-            key,
-            Key::FinalNorm
-                | Key::Layer(
-                    _,
-                    LKey::AttnNorm
-                        | LKey::FfnNorm
-                        | LKey::QNorm
-                        | LKey::KNorm
-                        | LKey::AttnPostNorm
-                        | LKey::FfnPostNorm
-                        | LKey::MlaQANorm
-                        | LKey::MlaKvANorm
-                )
-        );
+        let is_norm = key.is_norm();
         if is_norm && self.norm_offset != 0.0 {
             v.iter_mut().for_each(|x| *x -= self.norm_offset);
         }

@@ -702,6 +702,25 @@ pub enum LKey {
 }
 
 impl Key {
+    /// A norm's weight vector (stored with the family's offset in some checkpoints).
+    pub fn is_norm(self) -> bool {
+        matches!(
+            self,
+            Key::FinalNorm
+                | Key::Layer(
+                    _,
+                    LKey::AttnNorm
+                        | LKey::FfnNorm
+                        | LKey::QNorm
+                        | LKey::KNorm
+                        | LKey::AttnPostNorm
+                        | LKey::FfnPostNorm
+                        | LKey::MlaQANorm
+                        | LKey::MlaKvANorm
+                )
+        )
+    }
+
     fn label(&self) -> String {
         match self {
             Key::Embed => "embed".into(),
@@ -965,21 +984,7 @@ impl Source for RandomSource {
     }
 
     fn vec(&mut self, key: Key, len: usize) -> Result<Vec<f32>, EngineError> {
-        let is_norm = matches!(
-            key,
-            Key::FinalNorm
-                | Key::Layer(
-                    _,
-                    LKey::AttnNorm
-                        | LKey::FfnNorm
-                        | LKey::QNorm
-                        | LKey::KNorm
-                        | LKey::AttnPostNorm
-                        | LKey::FfnPostNorm
-                        | LKey::MlaQANorm
-                        | LKey::MlaKvANorm
-                )
-        );
+        let is_norm = key.is_norm();
         Ok(if is_norm {
             self.fill(key, len, 0.1, 1.0 - self.norm_offset)
         } else {
