@@ -51,7 +51,8 @@
 
 use crate::arch::ModelDef;
 use crate::error::EngineError;
-use crate::weights::{AlignedBytes, Key, LKey, Mat, MatBuf, Source};
+use crate::hugebuf::WeightBuf;
+use crate::weights::{Key, LKey, Mat, MatBuf, Source};
 use rooflinebench_gguf::{GgmlType, GgufFile, TensorInfo};
 use rooflinebench_kernels::engine::convert::{bf16_to_f32, f16_to_f32};
 use rooflinebench_kernels::engine::WeightDtype;
@@ -407,9 +408,9 @@ impl GgufSource {
                 out.extend_from_slice(&vd[at..at + dv * kvl * es]);
             }
             let buf = match kt.ty {
-                GgmlType::F32 => MatBuf::F32(f32s(&out)),
-                GgmlType::F16 => MatBuf::F16(u16s(&out)),
-                _ => MatBuf::Bf16(u16s(&out)),
+                GgmlType::F32 => MatBuf::F32(f32_buf(&out)),
+                GgmlType::F16 => MatBuf::F16(u16_buf(&out)),
+                _ => MatBuf::Bf16(u16_buf(&out)),
             };
             return Ok(Mat { rows, cols, buf });
         }
@@ -425,7 +426,7 @@ impl GgufSource {
         Ok(Mat {
             rows,
             cols,
-            buf: MatBuf::F32(out),
+            buf: MatBuf::F32(out.into()),
         })
     }
 
@@ -439,9 +440,9 @@ impl GgufSource {
         cols: usize,
     ) -> Result<Vec<f32>, EngineError> {
         Ok(match t.ty {
-            GgmlType::F32 => f32s(data),
-            GgmlType::F16 => u16s(data).into_iter().map(f16_to_f32).collect(),
-            GgmlType::BF16 => u16s(data).into_iter().map(bf16_to_f32).collect(),
+            GgmlType::F32 => f32s(data).collect(),
+            GgmlType::F16 => u16s(data).map(f16_to_f32).collect(),
+            GgmlType::BF16 => u16s(data).map(bf16_to_f32).collect(),
             other => {
                 let q = other.quant().ok_or_else(|| self.unsupported(name, other))?;
                 let m = QuantMatrix {
@@ -527,16 +528,25 @@ fn gather(data: &[u8], src: &[usize], row_bytes: usize) -> Vec<u8> {
     out
 }
 
-fn u16s(b: &[u8]) -> Vec<u16> {
-    let it = b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]));
-    crate::weights::huge_vec(b.len() / 2, it)
+/// Little-endian u16 values of `b`.
+fn u16s(b: &[u8]) -> impl Iterator<Item = u16> + '_ {
+    b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]))
 }
 
-fn f32s(b: &[u8]) -> Vec<f32> {
-    let it = b
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
-    crate::weights::huge_vec(b.len() / 4, it)
+/// Little-endian f32 values of `b`.
+fn f32s(b: &[u8]) -> impl Iterator<Item = f32> + '_ {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+}
+
+/// Little-endian u16 values of `b` in weight storage.
+fn u16_buf(b: &[u8]) -> WeightBuf<u16> {
+    WeightBuf::from_iter(b.len() / 2, u16s(b))
+}
+
+/// Little-endian f32 values of `b` in weight storage.
+fn f32_buf(b: &[u8]) -> WeightBuf<f32> {
+    WeightBuf::from_iter(b.len() / 4, f32s(b))
 }
 
 impl Source for GgufSource {
@@ -554,7 +564,7 @@ impl Source for GgufSource {
             return Ok(Mat {
                 rows,
                 cols,
-                buf: MatBuf::F32(Vec::new()),
+                buf: MatBuf::F32(WeightBuf::empty()),
             });
         }
         if let Key::Layer(i, LKey::MlaKvB) = key {
@@ -571,13 +581,13 @@ impl Source for GgufSource {
                 .ok_or_else(|| self.unsupported(&name, t.ty))?;
             MatBuf::Quant {
                 ty: q,
-                data: AlignedBytes::from_slice(&gather(data, &src, row_bytes)),
+                data: WeightBuf::from_slice(&gather(data, &src, row_bytes)),
             }
         } else {
             match t.ty {
-                GgmlType::F32 => MatBuf::F32(f32s(&gather(data, &src, cols * 4))),
-                GgmlType::F16 => MatBuf::F16(u16s(&gather(data, &src, cols * 2))),
-                GgmlType::BF16 => MatBuf::Bf16(u16s(&gather(data, &src, cols * 2))),
+                GgmlType::F32 => MatBuf::F32(f32_buf(&gather(data, &src, cols * 4))),
+                GgmlType::F16 => MatBuf::F16(u16_buf(&gather(data, &src, cols * 2))),
+                GgmlType::BF16 => MatBuf::Bf16(u16_buf(&gather(data, &src, cols * 2))),
                 other => return Err(self.unsupported(&name, other)),
             }
         };
@@ -589,15 +599,9 @@ impl Source for GgufSource {
         let (t, data) = self.tensor(&name, pick, len, 0)?;
         let src = source_rows(pick, len, self.head_dim);
         let mut v: Vec<f32> = match t.ty {
-            GgmlType::F32 => f32s(&gather(data, &src, 4)),
-            GgmlType::F16 => u16s(&gather(data, &src, 2))
-                .into_iter()
-                .map(f16_to_f32)
-                .collect(),
-            GgmlType::BF16 => u16s(&gather(data, &src, 2))
-                .into_iter()
-                .map(bf16_to_f32)
-                .collect(),
+            GgmlType::F32 => f32s(&gather(data, &src, 4)).collect(),
+            GgmlType::F16 => u16s(&gather(data, &src, 2)).map(f16_to_f32).collect(),
+            GgmlType::BF16 => u16s(&gather(data, &src, 2)).map(bf16_to_f32).collect(),
             other => return Err(self.unsupported(&name, other)),
         };
         let is_norm = key.is_norm();

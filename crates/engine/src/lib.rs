@@ -24,6 +24,7 @@ pub mod arch;
 pub mod bench;
 pub mod error;
 pub mod gguf_source;
+pub mod hugebuf;
 pub mod kv;
 pub mod mem;
 pub mod mla;

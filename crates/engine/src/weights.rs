@@ -23,6 +23,7 @@
 
 use crate::arch::{ModelDef, Naming};
 use crate::error::EngineError;
+use crate::hugebuf::WeightBuf;
 use rooflinebench_kernels::engine::convert::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16};
 use rooflinebench_kernels::engine::{gemm, MatRef, ThreadPool, WeightData, WeightDtype};
 use rooflinebench_kernels::isa::Isa;
@@ -38,75 +39,15 @@ use std::path::{Path, PathBuf};
 /// A weight matrix's elements.
 #[derive(Clone, Debug)]
 pub enum MatBuf {
-    F32(Vec<f32>),
-    F16(Vec<u16>),
-    Bf16(Vec<u16>),
+    F32(WeightBuf<f32>),
+    F16(WeightBuf<u16>),
+    Bf16(WeightBuf<u16>),
     /// llama.cpp blocks of `ty`, rows contiguous (each row a whole number of blocks), in a
     /// 64-byte aligned buffer. Multiplied by [`matmul`] against activations quantized to 8 bits.
     Quant {
         ty: QuantType,
-        data: AlignedBytes,
+        data: WeightBuf<u8>,
     },
-}
-
-/// The `n` values of `items` in a vector whose pages are advised to be transparent huge pages
-/// before they are first written, as the probe's DRAM buffers are: weights streamed through
-/// 4 KiB pages pay TLB misses and page-bounded hardware prefetch that the measured roof does
-/// not (Qwen2.5-0.5B q8_0 decode: lm_head 13.3 -> 15.4 GB/s with huge pages).
-pub fn huge_vec<T>(n: usize, items: impl Iterator<Item = T>) -> Vec<T> {
-    let mut v = Vec::with_capacity(n);
-    rooflinebench_kernels::ceiling::buffer::advise_huge_pages(v.spare_capacity_mut());
-    v.extend(items.take(n));
-    v
-}
-
-/// Bytes in a 64-byte aligned buffer (a cache line; `Vec<u8>` only promises 1).
-#[derive(Clone)]
-pub struct AlignedBytes {
-    lines: Vec<Line>,
-    len: usize,
-}
-
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-struct Line([u8; 64]);
-
-impl AlignedBytes {
-    /// A copy of `b` (every byte written: PITFALLS.md #23), on transparent huge pages where
-    /// the OS gives them, like the probe's DRAM buffers.
-    pub fn from_slice(b: &[u8]) -> AlignedBytes {
-        let mut lines: Vec<Line> = Vec::with_capacity(b.len().div_ceil(64));
-        rooflinebench_kernels::ceiling::buffer::advise_huge_pages(lines.spare_capacity_mut());
-        lines.extend(b.chunks(64).map(|c| {
-            let mut l = Line([0; 64]);
-            l.0[..c.len()].copy_from_slice(c);
-            l
-        }));
-        AlignedBytes {
-            lines,
-            len: b.len(),
-        }
-    }
-
-    pub fn as_slice(&self) -> &[u8] {
-        // SAFETY: `lines` holds at least `len` initialised bytes (`Line` is plain `[u8; 64]`,
-        // `repr(C)`), contiguous, and the borrow of `self` keeps them alive.
-        unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast::<u8>(), self.len) }
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
-
-impl std::fmt::Debug for AlignedBytes {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "AlignedBytes({} bytes)", self.len)
-    }
 }
 
 /// A row-major `rows x cols` weight matrix.
@@ -259,7 +200,7 @@ impl Mat {
             cols,
             buf: MatBuf::Quant {
                 ty,
-                data: AlignedBytes::from_slice(&out),
+                data: WeightBuf::from_slice(&out),
             },
         })
     }
@@ -276,18 +217,23 @@ impl Mat {
         Mat {
             rows: self.rows,
             cols: self.cols,
-            buf: MatBuf::F32(data),
+            buf: MatBuf::F32(data.into()),
         }
     }
 
     /// A matrix in `dtype` from f32 values, copied into huge-page-backed storage
-    /// ([`huge_vec`]).
+    /// ([`WeightBuf`]).
     pub fn from_f32(rows: usize, cols: usize, data: Vec<f32>, dtype: WeightDtype) -> Mat {
         let n = data.len();
         let buf = match dtype {
-            WeightDtype::F32 => MatBuf::F32(huge_vec(n, data.into_iter())),
-            WeightDtype::F16 => MatBuf::F16(huge_vec(n, data.iter().map(|&x| f32_to_f16(x)))),
-            WeightDtype::Bf16 => MatBuf::Bf16(huge_vec(n, data.iter().map(|&x| f32_to_bf16(x)))),
+            WeightDtype::F32 => MatBuf::F32(WeightBuf::from_slice(&data)),
+            WeightDtype::F16 => {
+                MatBuf::F16(WeightBuf::from_iter(n, data.iter().map(|&x| f32_to_f16(x))))
+            }
+            WeightDtype::Bf16 => MatBuf::Bf16(WeightBuf::from_iter(
+                n,
+                data.iter().map(|&x| f32_to_bf16(x)),
+            )),
         };
         Mat { rows, cols, buf }
     }
