@@ -551,22 +551,6 @@ fn router_from(
     })
 }
 
-/// Real weights of MLA and MoE models are not read (random weights only): their checkpoints
-/// need the RoPE row permutation and per-expert tensor names this engine does not implement.
-pub fn check_checkpoint_supported(def: &ModelDef) -> Result<(), EngineError> {
-    if matches!(def.spec.attention, Attention::Mla(_)) {
-        return Err(EngineError::unsupported(
-            "loading MLA checkpoints (MLA runs with random weights only: drop the checkpoint or pass --random-weights)",
-        ));
-    }
-    if def.spec.ffn.moe().is_some() {
-        return Err(EngineError::unsupported(
-            "loading mixture-of-experts checkpoints (MoE runs with random weights only: drop the checkpoint or pass --random-weights)",
-        ));
-    }
-    Ok(())
-}
-
 fn check_supported(spec: &ModelSpec) -> Result<(), EngineError> {
     if let Attention::Mla(_) = spec.attention {
         if spec.qkv_bias || spec.o_bias {

@@ -480,20 +480,9 @@ fn source_rows(pick: Pick, rows: usize, head_dim: usize) -> Vec<usize> {
             block,
             offset,
             rope,
-        } => {
-            let half = rope / 2;
-            (0..rows)
-                .map(|r| {
-                    let (b, i) = (r / block.max(1), r % block.max(1));
-                    if half == 0 || i < offset || i >= offset + 2 * half {
-                        return r;
-                    }
-                    // Engine (rotate-half) row offset + s*half + j is file row offset + 2j + s.
-                    let (s, j) = ((i - offset) / half, (i - offset) % half);
-                    b * block + offset + 2 * j + s
-                })
-                .collect()
-        }
+        } => (0..rows)
+            .map(|r| crate::weights::rope_pair_row(r, block, offset, rope))
+            .collect(),
         Pick::Unpermute { heads } => {
             let half = head_dim / 2;
             (0..rows)

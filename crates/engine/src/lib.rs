@@ -10,8 +10,8 @@
 //! of threads. [`bench::run_bench`] measures prefill and decode at a real depth.
 //!
 //! MLA (DeepSeek-V2/V3, PLM; absorbed or materialized, [`mla`]) and MoE ([`moe`]) models run
-//! with random weights or from GGUF files (qwen3moe, deepseek2: [`gguf_source`]); their
-//! safetensors checkpoints are refused.
+//! with random weights, from GGUF files (qwen3moe, deepseek2: [`gguf_source`]) or from
+//! safetensors checkpoints (DeepSeek, Qwen2/3-MoE and Mixtral names: [`weights`]).
 //!
 //! Quantized weights: llama.cpp block formats (q8_0 ... q6_K) from a GGUF file
 //! ([`gguf_source`]) or random weights quantized into real blocks, multiplied against

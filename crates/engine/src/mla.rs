@@ -21,7 +21,7 @@
 //! them to halves first); this engine rotates halves, as for every other family. The two differ
 //! only by a fixed permutation of the rope rows of `q_b`/`kv_a`: the GGUF loader reorders those
 //! rows (llama.cpp keeps the interleaved order; `gguf_source`, checked against llama.cpp's
-//! logits), and MLA safetensors checkpoints are refused.
+//! logits), and so does the safetensors loader (`weights::rope_pair_row`).
 //!
 //! Not here: the absorbed attention's value product is a plain loop on one thread (each
 //! latent row is read once for all heads), not a SIMD kernel; sliding windows and soft-caps

@@ -19,7 +19,9 @@
 //! Safetensors files are memory-mapped, their headers validated, and each tensor copied (and
 //! converted to the run's dtype) into aligned buffers once, before any timing. Fused
 //! checkpoints are split on load: Phi3's `qkv_proj`/`gate_up_proj` and GPT-NeoX's per-head
-//! interleaved `query_key_value`.
+//! interleaved `query_key_value`. MoE experts are read per expert (`mlp.experts.N.*`, Mixtral's
+//! `block_sparse_moe.experts.N.w1/w2/w3`), and MLA's RoPE rows reordered from interleaved pairs
+//! ([`rope_pair_row`]).
 
 use crate::arch::{ModelDef, Naming};
 use crate::error::EngineError;
@@ -959,6 +961,8 @@ pub struct SafetensorsSource {
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
+    /// MLA `(qk_nope_head_dim, qk_rope_head_dim, kv_lora_rank)`.
+    mla: Option<(usize, usize, usize)>,
     /// Display path for errors about missing tensors.
     display: PathBuf,
 }
@@ -974,7 +978,6 @@ impl SafetensorsSource {
     /// Opens `path`: a `.safetensors` file, a `model.safetensors.index.json`, or a folder
     /// holding either.
     pub fn open(path: &Path, def: &ModelDef) -> Result<SafetensorsSource, EngineError> {
-        crate::arch::check_checkpoint_supported(def)?;
         let mut files = Vec::new();
         let (shards, display): (Vec<PathBuf>, PathBuf) = if path.is_dir() {
             let single = path.join("model.safetensors");
@@ -1028,8 +1031,25 @@ impl SafetensorsSource {
             heads: s.num_attention_heads as usize,
             kv_heads: s.num_key_value_heads as usize,
             head_dim: s.head_dim as usize,
+            mla: crate::mla::spec_of(def).map(|m| {
+                let u = |v: u64| v as usize;
+                (
+                    u(m.qk_nope_head_dim),
+                    u(m.qk_rope_head_dim),
+                    u(m.kv_lora_rank),
+                )
+            }),
             display,
         })
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    /// Whether layer `i` uses Mixtral's `block_sparse_moe` names.
+    fn mixtral(&self, i: usize) -> bool {
+        self.has(&format!("model.layers.{i}.block_sparse_moe.gate.weight"))
     }
 
     /// The dtype the checkpoint stores its embedding in (the natural run dtype), if it is one
@@ -1141,8 +1161,77 @@ impl SafetensorsSource {
                     LKey::GateBias => (name("mlp.gate_proj.bias"), all),
                     LKey::UpBias => (name("mlp.up_proj.bias"), all),
                     LKey::DownBias => (name("mlp.down_proj.bias"), all),
-                    // MLA/MoE checkpoints are refused in `open`.
-                    other => (format!("{p}<{other:?}>"), all),
+                    // MLA (DeepSeek-V2/V3 `modeling_deepseek.py`). The RoPE rows of q and of
+                    // the shared key are stored as interleaved pairs: the reference de-interleaves
+                    // them (`view(..., d // 2, 2).transpose`) before rotating halves, as the
+                    // engine does; so the rows are reordered here, as for a GGUF (llama.cpp's
+                    // converter copies these tensors unpermuted).
+                    LKey::MlaQA => (name("self_attn.q_a_proj.weight"), all),
+                    LKey::MlaQANorm => (name("self_attn.q_a_layernorm.weight"), all),
+                    LKey::MlaQB => {
+                        let (nope, rope, _) = self.mla.unwrap_or((0, 0, 0));
+                        let file = if self.has(&name("self_attn.q_b_proj.weight")) {
+                            name("self_attn.q_b_proj.weight")
+                        } else {
+                            name("self_attn.q_proj.weight")
+                        };
+                        let pick = RowPick::RopeRows {
+                            block: nope + rope,
+                            offset: nope,
+                            rope,
+                        };
+                        (file, pick)
+                    }
+                    LKey::MlaKvA => {
+                        let (_, rope, kvl) = self.mla.unwrap_or((0, 0, 0));
+                        let pick = RowPick::RopeRows {
+                            block: kvl + rope,
+                            offset: kvl,
+                            rope,
+                        };
+                        (name("self_attn.kv_a_proj_with_mqa.weight"), pick)
+                    }
+                    LKey::MlaKvANorm => (name("self_attn.kv_a_layernorm.weight"), all),
+                    LKey::MlaKvB => (name("self_attn.kv_b_proj.weight"), all),
+                    // MoE: Mixtral's `block_sparse_moe` (w1 gate, w3 up, w2 down), or the
+                    // `mlp.gate` router and `mlp.experts.N` of Qwen2/3-MoE and DeepSeek, whose
+                    // shared experts are `mlp.shared_experts` (DeepSeek) or `mlp.shared_expert`
+                    // with a sigmoid `mlp.shared_expert_gate` (Qwen2-MoE).
+                    LKey::MoeRouter if self.mixtral(i) => {
+                        (name("block_sparse_moe.gate.weight"), all)
+                    }
+                    LKey::MoeRouter => (name("mlp.gate.weight"), all),
+                    LKey::MoeRouterBias => (name("mlp.gate.e_score_correction_bias"), all),
+                    LKey::ExpGate(x) | LKey::ExpUp(x) | LKey::ExpDown(x) => {
+                        let (mixtral, hf) = match lk {
+                            LKey::ExpGate(_) => ("w1", "gate_proj"),
+                            LKey::ExpUp(_) => ("w3", "up_proj"),
+                            _ => ("w2", "down_proj"),
+                        };
+                        if self.mixtral(i) {
+                            (
+                                name(&format!("block_sparse_moe.experts.{x}.{mixtral}.weight")),
+                                all,
+                            )
+                        } else {
+                            (name(&format!("mlp.experts.{x}.{hf}.weight")), all)
+                        }
+                    }
+                    LKey::ShGate | LKey::ShUp | LKey::ShDown => {
+                        let part = match lk {
+                            LKey::ShGate => "gate_proj",
+                            LKey::ShUp => "up_proj",
+                            _ => "down_proj",
+                        };
+                        let deepseek = name(&format!("mlp.shared_experts.{part}.weight"));
+                        if self.has(&deepseek) {
+                            (deepseek, all)
+                        } else {
+                            (name(&format!("mlp.shared_expert.{part}.weight")), all)
+                        }
+                    }
+                    // `nn.Linear(hidden, 1)`: a [1, hidden] matrix read as a vector.
+                    LKey::ShGateVec => (name("mlp.shared_expert_gate.weight"), all),
                 }
             }
         }
@@ -1173,7 +1262,9 @@ impl SafetensorsSource {
         } else {
             vec![total_rows, cols]
         };
-        if info.shape != expected {
+        // A vector may be stored as a one-row matrix (`nn.Linear(hidden, 1)`).
+        let one_row = cols == 0 && info.shape == [1, total_rows];
+        if info.shape != expected && !one_row {
             return Err(EngineError::TensorShape {
                 path: f.path.clone(),
                 tensor: name,
@@ -1223,6 +1314,20 @@ impl SafetensorsSource {
     }
 }
 
+/// The stored row holding engine row `r` of a tensor made of blocks of `block` rows whose
+/// `rope` rows from `offset` are stored as interleaved pairs (MLA's q and shared-key RoPE rows,
+/// in Hugging Face checkpoints and GGUF files alike) while the engine rotates halves: engine
+/// row `offset + s * rope/2 + j` is stored row `offset + 2j + s`.
+pub(crate) fn rope_pair_row(r: usize, block: usize, offset: usize, rope: usize) -> usize {
+    let half = rope / 2;
+    let (b, i) = (r / block.max(1), r % block.max(1));
+    if half == 0 || i < offset || i >= offset + 2 * half {
+        return r;
+    }
+    let (s, j) = ((i - offset) / half, (i - offset) % half);
+    b * block + offset + 2 * j + s
+}
+
 /// Which rows of a checkpoint tensor make up a logical tensor.
 #[derive(Clone, Copy, Debug)]
 enum RowPick {
@@ -1234,6 +1339,13 @@ enum RowPick {
     },
     /// Half `i` of a tensor of twice the rows (Phi3 `gate_up_proj`).
     Half(usize),
+    /// Blocks of `block` rows whose `rope` rows from `offset` are stored as interleaved pairs
+    /// and read as rotate-half halves (MLA q and shared-key RoPE rows).
+    RopeRows {
+        block: usize,
+        offset: usize,
+        rope: usize,
+    },
     /// Part `part` of `parts` per-head blocks of `rows` rows each (GPT-NeoX `query_key_value`).
     Interleaved {
         heads: usize,
@@ -1246,7 +1358,7 @@ enum RowPick {
 impl RowPick {
     fn total_rows(&self, rows: usize) -> usize {
         match *self {
-            RowPick::All => rows,
+            RowPick::All | RowPick::RopeRows { .. } => rows,
             RowPick::Range { total, .. } => total,
             RowPick::Half(_) => 2 * rows,
             RowPick::Interleaved {
@@ -1262,6 +1374,13 @@ impl RowPick {
             RowPick::All => (0..rows).collect(),
             RowPick::Range { start, .. } => (start..start + rows).collect(),
             RowPick::Half(i) => (i * rows..(i + 1) * rows).collect(),
+            RowPick::RopeRows {
+                block,
+                offset,
+                rope,
+            } => (0..rows)
+                .map(|r| rope_pair_row(r, block, offset, rope))
+                .collect(),
             RowPick::Interleaved {
                 heads,
                 parts,
@@ -1310,6 +1429,11 @@ impl Source for SafetensorsSource {
         cols: usize,
         dtype: WeightDtype,
     ) -> Result<Mat, EngineError> {
+        if rows == 0 || cols == 0 {
+            // A placeholder the engine does not run (q/k/v of an MLA layer, the dense MLP of a
+            // MoE layer): nothing to read.
+            return Ok(Mat::from_f32(rows, cols, Vec::new(), dtype));
+        }
         let data = self.read(key, rows, cols)?;
         Ok(Mat::from_f32(rows, cols, data, dtype))
     }
