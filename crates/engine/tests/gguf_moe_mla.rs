@@ -15,22 +15,9 @@ use rooflinebench_gguf::writer::{fill_tensor, synthetic, GgufWriter, WeightForma
 use rooflinebench_model::cost::MlaForm;
 use std::path::{Path, PathBuf};
 
-const QWEN3MOE: &str = r#"{"model_type": "qwen3_moe", "hidden_size": 64,
-    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
-    "vocab_size": 300, "max_position_embeddings": 64, "rms_norm_eps": 1e-6,
-    "intermediate_size": 96, "moe_intermediate_size": 32, "num_experts": 8,
-    "num_experts_per_tok": 2, "norm_topk_prob": true, "rope_theta": 1000000.0,
-    "tie_word_embeddings": false}"#;
+const QWEN3MOE: &str = include_str!("../../../tests/fixtures/tiny-moe/qwen3moe.json");
 
-const DEEPSEEK2: &str = r#"{"model_type": "deepseek_v2", "hidden_size": 64,
-    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4,
-    "vocab_size": 300, "max_position_embeddings": 64, "rms_norm_eps": 1e-6,
-    "kv_lora_rank": 32, "q_lora_rank": 32, "qk_nope_head_dim": 32, "qk_rope_head_dim": 16,
-    "v_head_dim": 32, "intermediate_size": 96, "moe_intermediate_size": 32,
-    "n_routed_experts": 8, "num_experts_per_tok": 2, "n_shared_experts": 1,
-    "first_k_dense_replace": 1, "norm_topk_prob": false, "routed_scaling_factor": 1.0,
-    "scoring_func": "softmax", "topk_method": "greedy", "n_group": 1, "topk_group": 1,
-    "rope_theta": 10000.0, "tie_word_embeddings": false}"#;
+const DEEPSEEK2: &str = include_str!("../../../tests/fixtures/tiny-moe/deepseek2.json");
 
 fn plan(cfg: &str, format: &str) -> GgufWriter {
     let v: serde_json::Value = serde_json::from_str(cfg).unwrap();
