@@ -394,6 +394,22 @@ const fn scale_index(bytes: usize, two: bool) -> [u16; 32] {
     t
 }
 
+/// [`scale_index`] for `vpermt2w` over the two loads of [`nibble_index`] (the group start and
+/// its last 64 bytes): blocks of more than 20 bytes put the last block's scales past byte 64.
+const fn scale_index2(bytes: usize, two: bool) -> [u16; 32] {
+    let second = 4 * bytes - 64;
+    let mut t = scale_index(bytes, two);
+    let mut j = 0;
+    while j < 32 {
+        let byte = 2 * t[j] as usize;
+        if byte >= 64 {
+            t[j] = (32 + (byte - second) / 2) as u16;
+        }
+        j += 1;
+    }
+    t
+}
+
 #[inline(always)]
 unsafe fn load_idx8(t: &[u8; 64]) -> __m512i {
     _mm512_loadu_si512(t.as_ptr() as *const _)
@@ -512,6 +528,81 @@ impl Group4 for Q8_0 {
     }
 }
 
+/// The fifth bits of q5_0/q5_1 (`qh`, a little-endian `u32` at byte `qh_off` of each block):
+/// adds 16 to the gathered low-nibble bytes (elements 0..16, bits 0..16 of `qh`) and
+/// high-nibble bytes (elements 16..32, bits 16..32). Bit `i` of block `k` belongs to byte
+/// `16k + i` of the nibble registers, so the 4 blocks' half-words make one 64-bit mask each.
+/// With `MASKED`, blocks at or past `valid` bytes are not read.
+#[inline(always)]
+unsafe fn fifth_bits<const MASKED: bool>(
+    p: *const u8,
+    bytes: usize,
+    qh_off: usize,
+    valid: usize,
+    lo: __m512i,
+    hi: __m512i,
+) -> (__m512i, __m512i) {
+    let (mut ml, mut mh) = (0u64, 0u64);
+    for k in 0..4 {
+        if MASKED && (k + 1) * bytes > valid {
+            break;
+        }
+        let qh = (p.add(k * bytes + qh_off) as *const u32).read_unaligned();
+        ml |= u64::from(qh & 0xFFFF) << (16 * k);
+        mh |= u64::from(qh >> 16) << (16 * k);
+    }
+    let c16 = _mm512_set1_epi8(0x10);
+    (
+        _mm512_or_si512(lo, _mm512_maskz_mov_epi8(ml, c16)),
+        _mm512_or_si512(hi, _mm512_maskz_mov_epi8(mh, c16)),
+    )
+}
+
+impl Group4 for Q5_0 {
+    const K: f32 = -16.0;
+    const HAS_MIN: bool = false;
+    #[inline(always)]
+    unsafe fn group<const MASKED: bool>(
+        p: *const u8,
+        valid: usize,
+    ) -> (__m512i, __m512i, __m512, __m512) {
+        // Block: f16 d, u32 qh, 16 bytes of nibbles (22 bytes).
+        const NIB: [u8; 64] = nibble_index(22, 6);
+        const SC: [u16; 32] = scale_index2(22, false);
+        let x0 = load_group::<MASKED>(p, 0, valid);
+        let x1 = load_group::<MASKED>(p, 4 * 22 - 64, valid);
+        let q = _mm512_permutex2var_epi8(x0, load_idx8(&NIB), x1);
+        let (lo, hi) = split_nibbles(q);
+        let (lo, hi) = fifth_bits::<MASKED>(p, 22, 2, valid, lo, hi);
+        let dh = _mm512_permutex2var_epi16(x0, load_idx16(&SC), x1);
+        let d = _mm512_cvtph_ps(_mm512_castsi512_si256(dh));
+        (lo, hi, d, d)
+    }
+}
+
+impl Group4 for Q5_1 {
+    const K: f32 = 1.0;
+    const HAS_MIN: bool = true;
+    #[inline(always)]
+    unsafe fn group<const MASKED: bool>(
+        p: *const u8,
+        valid: usize,
+    ) -> (__m512i, __m512i, __m512, __m512) {
+        // Block: f16 d, f16 m, u32 qh, 16 bytes of nibbles (24 bytes).
+        const NIB: [u8; 64] = nibble_index(24, 8);
+        const SC: [u16; 32] = scale_index2(24, true);
+        let x0 = load_group::<MASKED>(p, 0, valid);
+        let x1 = load_group::<MASKED>(p, 4 * 24 - 64, valid);
+        let q = _mm512_permutex2var_epi8(x0, load_idx8(&NIB), x1);
+        let (lo, hi) = split_nibbles(q);
+        let (lo, hi) = fifth_bits::<MASKED>(p, 24, 4, valid, lo, hi);
+        let dm = _mm512_permutex2var_epi16(x0, load_idx16(&SC), x1);
+        let d = _mm512_cvtph_ps(_mm512_castsi512_si256(dm));
+        let m = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(dm, 1));
+        (lo, hi, d, m)
+    }
+}
+
 /// Group `g` of the activation layout against the weight group at `p` (`valid` bytes of it
 /// with `MASKED`), accumulated lane-wise.
 #[inline(always)]
@@ -554,7 +645,7 @@ unsafe fn partial_group<F: Group4>(
     }
 }
 
-/// q4_0, q4_1, q8_0 GEMV on AVX-512 VNNI + VBMI, 4 blocks (128 weights) per step: the quant
+/// q4_0, q4_1, q5_0, q5_1, q8_0 GEMV on AVX-512 VNNI + VBMI, 4 blocks (128 weights) per step: the quant
 /// bytes of 4 blocks are gathered with one `vpermt2b` per half (the GGUF layout has the `f16`
 /// scales between blocks), the activations come pre-permuted in the same order
 /// ([`ActRow::qp`]), so two `vpdpbusd` leave each block's dot product in 4 lanes; the 4 block
@@ -906,7 +997,10 @@ pub(super) fn gemv_rows_with(
             && (ty.block_elems() != QK || a.ds.len() == nb)
             && (ty.block_elems() != QK_K || a.bsums.len() == nb * 16)
     );
-    let fast = matches!(ty, QuantType::Q4_0 | QuantType::Q4_1 | QuantType::Q8_0);
+    let fast = matches!(
+        ty,
+        QuantType::Q4_0 | QuantType::Q4_1 | QuantType::Q5_0 | QuantType::Q5_1 | QuantType::Q8_0
+    );
     // SAFETY: the CPU has every feature each wrapper enables (`isa.available()`, `vbmi()`);
     // rows, blocks and activation lengths were checked above, and `has_gemv_layout` checks
     // the GEMV layout `legacy4` reads.
@@ -962,6 +1056,8 @@ unsafe fn gemv_vbmi(
     match ty {
         QuantType::Q4_0 => rows4::<Q4_0>(data, rb, rows, a, out),
         QuantType::Q4_1 => rows4::<Q4_1>(data, rb, rows, a, out),
+        QuantType::Q5_0 => rows4::<Q5_0>(data, rb, rows, a, out),
+        QuantType::Q5_1 => rows4::<Q5_1>(data, rb, rows, a, out),
         QuantType::Q8_0 => rows4::<Q8_0>(data, rb, rows, a, out),
         _ => gemv_vnni(ty, data, rb, rows, a, out),
     }
