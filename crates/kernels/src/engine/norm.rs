@@ -5,10 +5,18 @@
 //! variant is folded into `w` by the caller at load time. LayerNorm: `y = (x - mean) /
 //! sqrt(var + eps) * w + b` (Ba et al. 2016), population variance, two passes.
 //!
+//! Both sum in f64 (RMSNorm the f32 squares, LayerNorm the values and the f32 squared
+//! deviations) and divide by `n` there, as ggml does
+//! (`ggml_compute_forward_rms_norm_f32`: `ggml_float sum += (ggml_float)(x * x)`, `mean = sum /
+//! n` to f32). Quantized models requantize the normalised row to 8 bits, where values often sit
+//! exactly on a rounding tie (a q4_0 embedding row: `x * 127 / amax = 63.5`), so the last bit of
+//! the scale decides whole quantization steps; an f32 sum made our q4_0/q5_0 logits differ from
+//! llama.cpp's by ~1e-2 on most seeds (`src/sweep/llamacpp_logits_test.rs`).
+//!
 //! Accounting: reads `rows * n * 4` activation bytes and `n * 4` weight bytes, writes
 //! `rows * n * 4`; ~`4 * rows * n` FLOPs (RMSNorm), ~`7 * rows * n` (LayerNorm).
 
-use super::simd::{dispatch, hsum, isa_variants, LANES};
+use super::simd::{dispatch, isa_variants, LANES};
 use crate::isa::Isa;
 
 fn check(x: &[f32], w: &[f32], b: Option<&[f32]>) {
@@ -28,45 +36,47 @@ pub fn rmsnorm_scalar(x: &mut [f32], w: &[f32], eps: f32) {
         return;
     }
     for row in x.chunks_exact_mut(w.len()) {
-        let mut ss = 0.0f32;
+        let mut ss = 0.0f64;
         for v in row.iter() {
-            ss += v * v;
+            ss += f64::from(v * v);
         }
-        let inv = 1.0 / (ss / w.len() as f32 + eps).sqrt();
+        let inv = 1.0 / ((ss / w.len() as f64) as f32 + eps).sqrt();
         for (v, g) in row.iter_mut().zip(w) {
             *v = *v * inv * g;
         }
     }
 }
 
+/// Sum of the f32 squares, accumulated in f64 (see the module docs).
 #[inline(always)]
-fn sum_sq_lanes(row: &[f32]) -> f32 {
-    let mut acc = [0.0f32; LANES];
+fn sum_sq_lanes(row: &[f32]) -> f64 {
+    let mut acc = [0.0f64; LANES];
     let mut chunks = row.chunks_exact(LANES);
     for c in &mut chunks {
         for l in 0..LANES {
-            acc[l] += c[l] * c[l];
+            acc[l] += f64::from(c[l] * c[l]);
         }
     }
-    let mut s = hsum(&acc);
+    let mut s: f64 = acc.iter().sum();
     for v in chunks.remainder() {
-        s += v * v;
+        s += f64::from(v * v);
     }
     s
 }
 
+/// Sum, accumulated in f64.
 #[inline(always)]
-fn sum_lanes(row: &[f32]) -> f32 {
-    let mut acc = [0.0f32; LANES];
+fn sum_lanes(row: &[f32]) -> f64 {
+    let mut acc = [0.0f64; LANES];
     let mut chunks = row.chunks_exact(LANES);
     for c in &mut chunks {
         for l in 0..LANES {
-            acc[l] += c[l];
+            acc[l] += f64::from(c[l]);
         }
     }
-    let mut s = hsum(&acc);
+    let mut s: f64 = acc.iter().sum();
     for v in chunks.remainder() {
-        s += v;
+        s += f64::from(*v);
     }
     s
 }
@@ -74,7 +84,7 @@ fn sum_lanes(row: &[f32]) -> f32 {
 #[inline(always)]
 fn rmsnorm_lanes(x: &mut [f32], w: &[f32], eps: f32) {
     for row in x.chunks_exact_mut(w.len()) {
-        let inv = 1.0 / (sum_sq_lanes(row) / w.len() as f32 + eps).sqrt();
+        let inv = 1.0 / ((sum_sq_lanes(row) / w.len() as f64) as f32 + eps).sqrt();
         for (v, g) in row.iter_mut().zip(w) {
             *v = *v * inv * g;
         }
@@ -100,18 +110,18 @@ pub fn layernorm_scalar(x: &mut [f32], w: &[f32], b: Option<&[f32]>, eps: f32) {
     if w.is_empty() {
         return;
     }
-    let n = w.len() as f32;
+    let n = w.len() as f64;
     for row in x.chunks_exact_mut(w.len()) {
-        let mut s = 0.0f32;
+        let mut s = 0.0f64;
         for v in row.iter() {
-            s += v;
+            s += f64::from(*v);
         }
-        let mean = s / n;
-        let mut var = 0.0f32;
+        let mean = (s / n) as f32;
+        let mut var = 0.0f64;
         for v in row.iter() {
-            var += (v - mean) * (v - mean);
+            var += f64::from((v - mean) * (v - mean));
         }
-        let inv = 1.0 / (var / n + eps).sqrt();
+        let inv = 1.0 / ((var / n) as f32 + eps).sqrt();
         for (i, v) in row.iter_mut().enumerate() {
             *v = (*v - mean) * inv * w[i] + b.map_or(0.0, |b| b[i]);
         }
@@ -120,13 +130,13 @@ pub fn layernorm_scalar(x: &mut [f32], w: &[f32], b: Option<&[f32]>, eps: f32) {
 
 #[inline(always)]
 fn layernorm_lanes(x: &mut [f32], w: &[f32], b: Option<&[f32]>, eps: f32) {
-    let n = w.len() as f32;
+    let n = w.len() as f64;
     for row in x.chunks_exact_mut(w.len()) {
-        let mean = sum_lanes(row) / n;
+        let mean = (sum_lanes(row) / n) as f32;
         for v in row.iter_mut() {
             *v -= mean;
         }
-        let inv = 1.0 / (sum_sq_lanes(row) / n + eps).sqrt();
+        let inv = 1.0 / ((sum_sq_lanes(row) / n) as f32 + eps).sqrt();
         match b {
             Some(b) => {
                 for ((v, g), bb) in row.iter_mut().zip(w).zip(b) {
