@@ -152,7 +152,8 @@ impl fmt::Display for QuantType {
 /// How activations are quantized for a dot product with a weight format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ActKind {
-    /// Blocks of 32 `i8` with an `f32` scale and the block sum (llama.cpp's `block_q8_0`/`q8_1`).
+    /// Blocks of 32 `i8` with a scale (an `f16` value held as `f32`, as llama.cpp's `block_q8_0`
+    /// stores it) and the block sum (llama.cpp's `block_q8_1`).
     Q8_0,
     /// Super-blocks of 256 `i8` with an `f32` scale and sums per 16 (llama.cpp's `block_q8_K`).
     Q8K,
@@ -215,8 +216,14 @@ pub struct Q8Activations {
     qs: Vec<i8>,
     /// Scale per block (32 or 256 elements).
     d: Vec<f32>,
-    /// `Q8_0`: `d * sum(qs)` per block of 32 (llama.cpp's `block_q8_1.s`); empty for `Q8K`.
+    /// `Q8_0`: `d * sum(qs)` per block of 32, exact (the f16 `d` times an integer below
+    /// 2^12); empty for `Q8K`. The zero-point term of q4_0/q5_0 (and VNNI's q8_0 offset), which
+    /// llama.cpp computes exactly with signed quants.
     ds: Vec<f32>,
+    /// `Q8_0`: llama.cpp's `block_q8_1.s`, `f16(amax / 127 * sum(qs))`, the sum its q4_1/q5_1
+    /// dot products use ([`Q8Activations::row_for`] hands it to those formats' kernels as
+    /// `ds`); empty for `Q8K`.
+    ds16: Vec<f32>,
     /// `Q8K`: sum of `qs` per group of 16; empty for `Q8_0`.
     bsums: Vec<i16>,
     /// `Q8_0` with at most [`GEMV_LAYOUT_MAX_ROWS`] rows (decode): the GEMV layout of the
@@ -226,6 +233,8 @@ pub struct Q8Activations {
     dx: Vec<f32>,
     /// Per 4-block group, 16 lanes: `ds / 4` of block `k` in lanes `4k..4k+4`.
     sx: Vec<f32>,
+    /// The same for `ds16`.
+    sx16: Vec<f32>,
 }
 
 /// Activation rows up to which [`Q8Activations::quantize`] also builds the GEMV layout (decode
@@ -264,10 +273,12 @@ impl Q8Activations {
             qs: Vec::new(),
             d: Vec::new(),
             ds: Vec::new(),
+            ds16: Vec::new(),
             bsums: Vec::new(),
             qp: Vec::new(),
             dx: Vec::new(),
             sx: Vec::new(),
+            sx16: Vec::new(),
         }
     }
 
@@ -315,23 +326,28 @@ impl Q8Activations {
         match self.kind {
             ActKind::Q8_0 => {
                 self.ds.resize(nb, 0.0);
+                self.ds16.resize(nb, 0.0);
                 self.bsums.clear();
                 for b in 0..nb {
                     let xs = &x[b * be..(b + 1) * be];
-                    let (d, sum) = quantize_sym_i8(xs, &mut self.qs[b * be..(b + 1) * be]);
+                    let (amax, sum) = quantize_sym_i8(xs, &mut self.qs[b * be..(b + 1) * be]);
+                    let d = q8_0_scale(amax);
                     self.d[b] = d;
+                    // Exact: an f16 scale (11 significant bits) times |sum| <= 32 * 127.
                     self.ds[b] = d * sum as f32;
+                    self.ds16[b] = q8_1_sum(amax, sum);
                 }
                 self.gemv_layout();
             }
             ActKind::Q8K => {
                 self.ds.clear();
+                self.ds16.clear();
                 self.bsums.resize(n / 16, 0);
                 for b in 0..nb {
                     let xs = &x[b * be..(b + 1) * be];
                     let qs = &mut self.qs[b * be..(b + 1) * be];
-                    let (d, _) = quantize_sym_i8(xs, qs);
-                    self.d[b] = d;
+                    let (amax, _) = quantize_sym_i8(xs, qs);
+                    self.d[b] = q8_k_scale(amax);
                     for g in 0..be / 16 {
                         let s: i32 = qs[g * 16..(g + 1) * 16].iter().map(|&q| q as i32).sum();
                         // |s| <= 16 * 127 fits in i16.
@@ -351,6 +367,7 @@ impl Q8Activations {
         self.qp.clear();
         self.dx.clear();
         self.sx.clear();
+        self.sx16.clear();
         if self.kind != ActKind::Q8_0 || self.rows > GEMV_LAYOUT_MAX_ROWS {
             return;
         }
@@ -372,13 +389,14 @@ impl Q8Activations {
                     }
                 }
                 for k in 0..GEMV_GROUP {
-                    let (d, ds) = if present(k) {
-                        (self.d[b0 + k], self.ds[b0 + k])
+                    let (d, ds, ds16) = if present(k) {
+                        (self.d[b0 + k], self.ds[b0 + k], self.ds16[b0 + k])
                     } else {
-                        (0.0, 0.0)
+                        (0.0, 0.0, 0.0)
                     };
                     self.dx.extend_from_slice(&[d; 4]);
                     self.sx.extend_from_slice(&[ds / 4.0; 4]);
+                    self.sx16.extend_from_slice(&[ds16 / 4.0; 4]);
                 }
             }
         }
@@ -403,6 +421,22 @@ impl Q8Activations {
             .enumerate()
             .map(|(i, &q)| q as f32 * row.d[i / be])
             .collect()
+    }
+
+    /// Row `r` as the kernels of weight format `ty` take it: llama.cpp's f16 block sums
+    /// (`block_q8_1.s`) for q4_1 and q5_1, whose dot products add `m * s` per block, the exact
+    /// sums otherwise (see the `ds` and `ds16` fields).
+    pub(crate) fn row_for(&self, ty: QuantType, r: usize) -> ActRow<'_> {
+        let mut row = self.row(r);
+        if matches!(ty, QuantType::Q4_1 | QuantType::Q5_1) && !self.ds16.is_empty() {
+            let nb = self.cols / QK;
+            row.ds = &self.ds16[r * nb..(r + 1) * nb];
+            if !self.sx16.is_empty() {
+                let g = nb.div_ceil(GEMV_GROUP) * 16;
+                row.sx = &self.sx16[r * g..(r + 1) * g];
+            }
+        }
+        row
     }
 
     pub(crate) fn row(&self, r: usize) -> ActRow<'_> {
@@ -444,9 +478,55 @@ impl Q8Activations {
     }
 }
 
-/// Symmetric 8-bit quantization of one block: `d = amax / 127`, `q = round(x / d)`.
-/// Returns `(d, sum(q))`. Values stay in `-127..=127` (never -128), which the AVX2 sign trick
-/// relies on.
+/// The scale of a `q8_0` activation block of largest magnitude `amax`, as llama.cpp's
+/// `quantize_row_q8_0` (ggml-cpu, x86 AVX2 path) stores it: `amax / 127` rounded to `f16`
+/// (`block_q8_0.d` is an `ggml_half`), while [`quantize_sym_i8`] divides by the unrounded
+/// scale. Using the f32 scale instead changed the logits of the synthetic models in
+/// `src/sweep/llamacpp_logits_test.rs` by 1e-2 against llama.cpp's (the next layer's
+/// requantization turns the 5e-4 scale differences into flipped roundings). A scale beyond
+/// `f16`'s range (|x| > 8.3e6, where llama.cpp's own block overflows to inf) stays f32.
+fn q8_0_scale(amax: f32) -> f32 {
+    let d = amax / 127.0;
+    let h = half::f16::from_f32(d).to_f32();
+    if h.is_finite() {
+        h
+    } else {
+        d
+    }
+}
+
+/// llama.cpp's `block_q8_1.s` (x86 `quantize_row_q8_1`): the unrounded scale `amax / 127`
+/// times the sum of the quants, rounded to `f16`; kept f32 where `f16` overflows (there
+/// llama.cpp's is inf).
+fn q8_1_sum(amax: f32, sum: i32) -> f32 {
+    let s = amax / 127.0 * sum as f32;
+    let h = half::f16::from_f32(s).to_f32();
+    if h.is_finite() {
+        h
+    } else {
+        s
+    }
+}
+
+/// The scale of a `q8_K` activation super-block, as llama.cpp's `quantize_row_q8_K_ref`
+/// computes it: `1 / (127 / amax)` in f32 (there with the sign of the largest element, which
+/// flips both the scale and every quant, so the products are the same), 0 for a zero block.
+fn q8_k_scale(amax: f32) -> f32 {
+    if amax > 0.0 {
+        1.0 / (127.0 / amax)
+    } else {
+        0.0
+    }
+}
+
+/// Symmetric 8-bit quantization of one block as llama.cpp's x86 `quantize_row_q8_0` and
+/// `quantize_row_q8_K_ref` do it: `q = round_half_even(x * (127 / amax))` (`_mm256_round_ps`
+/// with `_MM_ROUND_NEAREST`, and `nearest_int`'s magic-number rounding, are both ties to
+/// even; the multiplier is `127 / amax`, not `1 / (amax / 127)`, which differs in the last
+/// bit). Returns `(amax, sum(q))`; the caller derives the stored scale ([`q8_0_scale`],
+/// [`q8_k_scale`]). Values stay in `-127..=127` (never -128), which the AVX2 sign trick relies
+/// on. Ties are frequent, not a corner case: a `q4_0` embedding row has `x / amax = k / 8`,
+/// so `x * 127 / amax = 63.5` for every `k = +-4`.
 fn quantize_sym_i8(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     #[cfg(target_arch = "x86_64")]
     if matches!(QuantIsa::best(), QuantIsa::Avx2 | QuantIsa::Avx512Vnni) {
@@ -458,11 +538,10 @@ fn quantize_sym_i8(x: &[f32], q: &mut [i8]) -> (f32, i32) {
 
 /// [`quantize_sym_i8_body`] in AVX2, bit for bit (tested on ties, NaN, infinities and
 /// subnormal scales): `vmaxps(|x|, m)` returns `m` for a NaN `x` as `f32::max` does; the
-/// maximum does not depend on the order; `f32::round` (half away from zero) is
-/// `trunc(y + copysign(0.49999997, y))`; NaN becomes 0 and +-inf saturates to +-127 as the `as`
-/// cast and clamp do. 4864 values per row: 16.4 us portable, 11.3 us compiled for AVX2,
-/// ~1.5 us here (`quant_gemv quantize`). Lengths that are not a multiple of 32 take the
-/// portable code.
+/// maximum does not depend on the order; `vroundps` to nearest is `f32::round_ties_even`;
+/// NaN becomes 0 and +-inf saturates to +-127 as the `as` cast and clamp do. 4864 values per
+/// row: 16.4 us portable, 11.3 us compiled for AVX2, ~1.5 us here (`quant_gemv quantize`).
+/// Lengths that are not a multiple of 32 take the portable code.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn quantize_sym_i8_avx2(x: &[f32], q: &mut [i8]) -> (f32, i32) {
@@ -480,15 +559,12 @@ unsafe fn quantize_sym_i8_avx2(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     let m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
     let m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
     let amax = _mm_cvtss_f32(_mm_max_ss(m2, _mm_movehdup_ps(m2)));
-    let d = amax / 127.0;
-    let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+    let id = if amax > 0.0 { 127.0 / amax } else { 0.0 };
     let idv = _mm256_set1_ps(id);
-    let half = _mm256_set1_ps(0.499_999_97);
     let (lo, hi) = (_mm256_set1_ps(-127.0), _mm256_set1_ps(127.0));
     let one = |i: usize| {
         let y = _mm256_mul_ps(_mm256_loadu_ps(xp.add(i)), idv);
-        let r = _mm256_add_ps(y, _mm256_or_ps(_mm256_and_ps(y, sign), half));
-        let r = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(r);
+        let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(y);
         let c = _mm256_min_ps(_mm256_max_ps(r, lo), hi);
         let nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(y, y);
         _mm256_cvtps_epi32(_mm256_andnot_ps(nan, c))
@@ -512,22 +588,21 @@ unsafe fn quantize_sym_i8_avx2(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     );
     let s2 = _mm_add_epi32(s4, _mm_shuffle_epi32::<0b00_00_11_10>(s4));
     let s1 = _mm_add_epi32(s2, _mm_shuffle_epi32::<0b00_00_00_01>(s2));
-    (d, _mm_cvtsi128_si32(s1))
+    (amax, _mm_cvtsi128_si32(s1))
 }
 
 #[inline(always)]
 fn quantize_sym_i8_body(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let d = amax / 127.0;
-    let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+    let id = if amax > 0.0 { 127.0 / amax } else { 0.0 };
     let mut sum = 0i32;
     for (qi, &xi) in q.iter_mut().zip(x) {
         // `as` saturates (NaN -> 0); the clamp keeps -128 out.
-        let v = ((xi * id).round() as i32).clamp(-127, 127);
+        let v = ((xi * id).round_ties_even() as i32).clamp(-127, 127);
         *qi = v as i8;
         sum += v;
     }
-    (d, sum)
+    (amax, sum)
 }
 
 /// The code path a quantized dot product runs on.
@@ -900,7 +975,7 @@ impl<'a> QuantMatrix<'a> {
                 self.data,
                 self.row_bytes(),
                 rows,
-                &x.row(0),
+                &x.row_for(self.ty, 0),
                 o,
             );
             return;
@@ -915,7 +990,7 @@ impl<'a> QuantMatrix<'a> {
         while t0 < m {
             let t1 = (t0 + chunk).min(m);
             act_rows.clear();
-            act_rows.extend((t0..t1).map(|t| x.row(t)));
+            act_rows.extend((t0..t1).map(|t| x.row_for(self.ty, t)));
             for r in rows.clone() {
                 let w = self.row_data(r);
                 let mut t = t0;
@@ -991,6 +1066,6 @@ pub fn dot_with(
         QuantIsa::Scalar
     };
     let mut o = [0.0f32];
-    dot_rows(isa, ty, w, &[x.row(row)], &mut o);
+    dot_rows(isa, ty, w, &[x.row_for(ty, row)], &mut o);
     Ok(o[0])
 }
