@@ -23,7 +23,6 @@
 //! Saturation bounds of `vpmaddubsw` (pairs of u8 x i8 summed in i16): 63 * 127 * 2 = 16002 for
 //! q6_K, 31 * 127 * 2 for 5-bit, 15 * 127 * 2 for 4-bit, 127 * 127 * 2 for q8_0: all < 32767.
 
-use super::reference::scale_min_k4;
 use super::{ActRow, QuantIsa, QuantType, QK, QK_K};
 use std::arch::x86_64::*;
 use std::ops::Range;
@@ -733,14 +732,39 @@ fn vbmi() -> bool {
     *V.get_or_init(|| is_x86_feature_detected!("avx512vbmi") && is_x86_feature_detected!("gfni"))
 }
 
-/// Sum over sub-blocks of `m_j * (bsums[2j] + bsums[2j+1])` for q4_K/q5_K mins.
+/// The 8 six-bit scales and 8 mins of a q4_K/q5_K block from its 12 packed bytes, as
+/// `[scales 0..8 | mins 0..8]`: `reference::scale_min_k4` for all `j` at once in 32-bit words. Bytes
+/// 0..4 hold scales 0..3 (low 6 bits) and bytes 4..8 mins 0..3; scales and mins 4..7 are the
+/// low and high nibbles of bytes 8..12 with two more bits from the top of bytes 0..4 / 4..8.
+#[inline(always)]
+unsafe fn scales_mins_k4(p: *const u8) -> [u8; 16] {
+    let w = |i: usize| (p.add(4 * i) as *const u32).read_unaligned();
+    let (s0, s1, s2) = (w(0), w(1), w(2));
+    let (low6, nib, two) = (0x3f3f_3f3fu32, 0x0f0f_0f0fu32, 0x0303_0303u32);
+    let words = [
+        s0 & low6,
+        (s2 & nib) | (((s0 >> 6) & two) << 4),
+        s1 & low6,
+        ((s2 >> 4) & nib) | (((s1 >> 6) & two) << 4),
+    ];
+    let mut out = [0u8; 16];
+    for (o, v) in out.chunks_exact_mut(4).zip(words) {
+        o.copy_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// Sum over sub-blocks of `m_j * (bsums[2j] + bsums[2j+1])` for q4_K/q5_K mins: the 16
+/// `bsums` (each |s| <= 16 * 127) summed in pairs, times the mins, in one `vpmaddwd`.
 #[inline(always)]
 unsafe fn min_sum(mn: &[u8; 8], bs: *const i16) -> i32 {
-    let mut s = 0i32;
-    for (j, &m) in mn.iter().enumerate() {
-        s += m as i32 * (*bs.add(2 * j) as i32 + *bs.add(2 * j + 1) as i32);
-    }
-    s
+    let b = _mm256_loadu_si256(bs as *const __m256i);
+    let pairs = _mm_hadd_epi16(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
+    let m = _mm_cvtepu8_epi16(_mm_loadl_epi64(mn.as_ptr() as *const __m128i));
+    let p = _mm_madd_epi16(m, pairs);
+    let p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0b01_00_11_10));
+    let p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0b10_11_00_01));
+    _mm_cvtsi128_si32(p)
 }
 
 /// q4_K (`HIGH = false`) and q5_K (`HIGH = true`).
@@ -761,12 +785,11 @@ unsafe fn qk<D: IDot, const HIGH: bool, const M: usize>(
         prefetch_ahead(blk, bb);
         let d = f16_load(blk);
         let dmin = f16_load(blk.add(2));
-        let scales = std::slice::from_raw_parts(blk.add(4), 12);
-        let mut sc = [0u8; 8];
-        let mut mn = [0u8; 8];
-        for j in 0..8 {
-            (sc[j], mn[j]) = scale_min_k4(j, scales);
-        }
+        let sm = scales_mins_k4(blk.add(4));
+        let (sc, mn): (&[u8; 8], &[u8; 8]) = (
+            sm[..8].try_into().expect("8 scales"),
+            sm[8..].try_into().expect("8 mins"),
+        );
         let qs = blk.add(if HIGH { 48 } else { 16 });
         let mut qh = if HIGH {
             load256(blk.add(16))
@@ -799,7 +822,7 @@ unsafe fn qk<D: IDot, const HIGH: bool, const M: usize>(
             let a = &acts[i];
             let da = *a.d.get_unchecked(b);
             acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(iacc[i]), acc[i]);
-            let ms = min_sum(&mn, a.bsums.as_ptr().add(16 * b));
+            let ms = min_sum(mn, a.bsums.as_ptr().add(16 * b));
             corr[i] -= dmin * da * ms as f32;
         }
     }
@@ -1121,6 +1144,46 @@ pub(super) fn dot_rows(
         _ => {
             for (a, o) in acts.chunks(4).zip(out.chunks_mut(4)) {
                 dot_rows(isa, ty, w, a, o);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The word-wise unpacking equals the per-index reference on every bit pattern of each
+    /// byte position (random fills plus all-ones / all-zeros / each single bit).
+    #[test]
+    fn packed_k_scales_unpack_like_the_reference() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut cases: Vec<[u8; 12]> = vec![[0; 12], [0xFF; 12]];
+        for bit in 0..96 {
+            let mut c = [0u8; 12];
+            c[bit / 8] = 1 << (bit % 8);
+            cases.push(c);
+        }
+        for _ in 0..2000 {
+            let mut c = [0u8; 12];
+            for b in c.iter_mut() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                *b = (state >> 56) as u8;
+            }
+            cases.push(c);
+        }
+        for c in cases {
+            // SAFETY: reads 12 bytes of `c`.
+            let got = unsafe { scales_mins_k4(c.as_ptr()) };
+            for j in 0..8 {
+                let (sc, mn) = super::super::reference::scale_min_k4(j, &c);
+                assert_eq!(
+                    (got[j], got[8 + j]),
+                    (sc, mn),
+                    "bytes {c:02x?} sub-block {j}"
+                );
             }
         }
     }
