@@ -12,6 +12,14 @@
 //! Work is split across the pool by (KV head, block of queries), handed out dynamically so the
 //! longer rows of a causal prefill balance themselves.
 //!
+//! Two paths: from [`GEMM_MIN_Q`] queries on, scores and values are small matrix products
+//! (`gemm` crate) over each block's key rectangle; below it (decode), explicit AVX-512/AVX2
+//! kernels (`x86` below) per query: scores as tiles of 16 (8) keys, one accumulator vector per
+//! key reduced by a transpose-add tree into one store per tile and head; values with up to
+//! 4 heads x 64 (16) outputs held in registers while the value rows stream by once per block
+//! of heads. Both prefetch the cache ahead (a decode step finds it in DRAM or L3). Measured with
+//! `examples/attn_decode.rs`. Other ISAs run the scalar twins.
+//!
 //! Accounting (per query row of length L, per head): scores `2 * L * head_dim` FLOPs and
 //! `L * head_dim * 4` key bytes per KV head; values the same with value bytes; softmax ~`5 L`.
 
@@ -201,49 +209,6 @@ pub fn attn_values_scalar(s: &AttnShape, p: &[f32], v: &[f32], out: &mut [f32]) 
 // ---------- SIMD bodies ----------
 
 #[inline(always)]
-fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; LANES];
-    let mut ca = a.chunks_exact(LANES);
-    let mut cb = b.chunks_exact(LANES);
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        for l in 0..LANES {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let mut s = hsum(&acc);
-    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
-        s += x * y;
-    }
-    s
-}
-
-/// Scores of the `g` query heads `q` (g x hd) of one token against keys `lo..hi` of one KV head
-/// (`k`: that head's cache), into `out` (g rows of `ctx`).
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn scores_row_lanes(
-    q: &[f32],
-    k: &[f32],
-    hd: usize,
-    lo: usize,
-    hi: usize,
-    ctx: usize,
-    scale: f32,
-    out: &mut [f32],
-) {
-    let g = q.len() / hd;
-    for j in lo..hi {
-        let kj = &k[j * hd..(j + 1) * hd];
-        for h in 0..g {
-            out[h * ctx + j] = dot_lanes(&q[h * hd..(h + 1) * hd], kj) * scale;
-        }
-    }
-}
-isa_variants!(scores_row_lanes => scores_row_avx2, scores_row_avx512;
-    (q: &[f32], k: &[f32], hd: usize, lo: usize, hi: usize, ctx: usize, scale: f32,
-     out: &mut [f32]));
-
-#[inline(always)]
 fn softmax_lanes(x: &mut [f32]) {
     let mut mx = [f32::NEG_INFINITY; LANES];
     let mut ch = x.chunks_exact(LANES);
@@ -254,12 +219,18 @@ fn softmax_lanes(x: &mut [f32]) {
             mx[l] = if c[l] > mx[l] { c[l] } else { mx[l] };
         }
     }
-    let mut m = ch
-        .remainder()
-        .iter()
-        .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    for v in mx {
-        m = m.max(v);
+    // The lanes' maximum as a tree and the tail with `>` too: `f32::max` chains here were
+    // scalar and serial (NaN checks), a large part of a decode row's time.
+    let mut w = LANES / 2;
+    while w > 0 {
+        for l in 0..w {
+            mx[l] = if mx[l + w] > mx[l] { mx[l + w] } else { mx[l] };
+        }
+        w /= 2;
+    }
+    let mut m = mx[0];
+    for &v in ch.remainder() {
+        m = if v > m { v } else { m };
     }
     let mut acc = [0.0f32; LANES];
     let mut ch = x.chunks_exact_mut(LANES);
@@ -309,9 +280,558 @@ pub fn softcap(isa: Isa, x: &mut [f32], cap: f32) {
         avx512 => softcap_avx512(x, cap))
 }
 
-/// `out` (g x hd) = probabilities `p` (g rows of `ctx`, keys `lo..hi`) times values `v`.
-#[inline(always)]
-fn values_row_lanes(
+/// Decode kernels (explicit intrinsics): scores as tiles of 16 (AVX-512) or 8 (AVX2) keys of one
+/// head, one accumulator vector per key, reduced by a transpose-add tree so a tile's dots end in
+/// one vector store (no horizontal sum per dot); values with a block of up to 4 heads x 64
+/// (AVX-512) or 4 heads x 16 (AVX2) outputs held in registers while the value rows stream by.
+///
+/// Same arguments as the scalar twins' inner loops: `q` the group's `g` query rows of `hd`, `k`/`v`
+/// one KV head's cache rows, keys `lo..hi`, score/probability rows of stride `ctx`.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// Checks the slice bounds every pointer access below relies on.
+    fn check(g: usize, hd: usize, kv: usize, lo: usize, hi: usize, ctx: usize, rows: usize) {
+        assert!(lo < hi && hi <= ctx, "attn: key range");
+        assert!(hi * hd <= kv, "attn: cache too short");
+        assert!(rows >= (g.max(1) - 1) * ctx + hi, "attn: score rows");
+    }
+
+    /// Keys (scores) or value rows fetched ahead of use. In decode the cache of a layer comes
+    /// from DRAM or L3 (the weights streamed in between evict it), and the hardware streamer
+    /// stops at every 4 KiB page: one 16-key tile of head_dim 64.
+    const AHEAD: usize = 32;
+
+    /// Prefetches (into L1) the cache lines of `p[from..to]`; `p` is one KV head's cache.
+    /// Prefetches never fault, so the addresses need not be inside the slice.
+    #[inline(always)]
+    fn prefetch(p: *const f32, from: usize, to: usize) {
+        let mut at = from;
+        while at < to {
+            // SAFETY: a prefetch is a hint: it never faults and has no visible effect.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(at) as *const i8) };
+            at += 16;
+        }
+    }
+
+    // ---- AVX-512 ----
+
+    /// `r[t] = sum(a[t])` for the 16 lanes of each of 16 vectors: 15 adds and 30 shuffles.
+    /// Stage by stage the partial sums of 2, 4, 8, 16 keys share a vector; the last stage leaves
+    /// key `4m + l` at lane `4l + m`, so the inputs go in transposed (`a[4 (u % 4) + u / 4]`
+    /// at slot `u`) and the result comes out in key order.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+    #[inline]
+    unsafe fn reduce16(a: &[__m512; 16]) -> __m512 {
+        let at = |u: usize| a[4 * (u % 4) + u / 4];
+        let mut b = [_mm512_setzero_ps(); 8];
+        for (i, b) in b.iter_mut().enumerate() {
+            let (x, y) = (at(2 * i), at(2 * i + 1));
+            // 128-bit lanes [x0 x1 y0 y1] + [x2 x3 y2 y3]
+            *b = _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0x44>(x, y),
+                _mm512_shuffle_f32x4::<0xEE>(x, y),
+            );
+        }
+        let mut c = [_mm512_setzero_ps(); 4];
+        for (i, c) in c.iter_mut().enumerate() {
+            let (x, y) = (b[2 * i], b[2 * i + 1]);
+            // [x0 x2 y0 y2] + [x1 x3 y1 y3]: lane l holds 4 partials of key 4i + l
+            *c = _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0x88>(x, y),
+                _mm512_shuffle_f32x4::<0xDD>(x, y),
+            );
+        }
+        let mut d = [_mm512_setzero_ps(); 2];
+        for (i, d) in d.iter_mut().enumerate() {
+            let (x, y) = (_mm512_castps_pd(c[2 * i]), _mm512_castps_pd(c[2 * i + 1]));
+            *d = _mm512_add_ps(
+                _mm512_castpd_ps(_mm512_unpacklo_pd(x, y)),
+                _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)),
+            );
+        }
+        _mm512_add_ps(
+            _mm512_shuffle_ps::<0x88>(d[0], d[1]),
+            _mm512_shuffle_ps::<0xDD>(d[0], d[1]),
+        )
+    }
+
+    /// Dots of `q` (`hd` floats) with the 16 consecutive key rows at `kb`, unscaled.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+    #[inline]
+    unsafe fn dots16(q: *const f32, kb: *const f32, hd: usize) -> __m512 {
+        let full = hd / 16 * 16;
+        let mut acc = [_mm512_setzero_ps(); 16];
+        let mut c = 0;
+        while c < full {
+            let qv = _mm512_loadu_ps(q.add(c));
+            for (t, a) in acc.iter_mut().enumerate() {
+                *a = _mm512_fmadd_ps(qv, _mm512_loadu_ps(kb.add(t * hd + c)), *a);
+            }
+            c += 16;
+        }
+        if c < hd {
+            let m = ((1u32 << (hd - c)) - 1) as __mmask16;
+            let qv = _mm512_maskz_loadu_ps(m, q.add(c));
+            for (t, a) in acc.iter_mut().enumerate() {
+                *a = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(m, kb.add(t * hd + c)), *a);
+            }
+        }
+        reduce16(&acc)
+    }
+
+    /// [`dots16`] for a head_dim known at compile time (a multiple of 16): constant
+    /// displacements, no address arithmetic in the loop.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+    #[inline]
+    unsafe fn dots16_fixed<const HD: usize>(q: *const f32, kb: *const f32) -> __m512 {
+        let mut acc = [_mm512_setzero_ps(); 16];
+        for c in 0..HD / 16 {
+            let qv = _mm512_loadu_ps(q.add(16 * c));
+            for (t, a) in acc.iter_mut().enumerate() {
+                *a = _mm512_fmadd_ps(qv, _mm512_loadu_ps(kb.add(t * HD + 16 * c)), *a);
+            }
+        }
+        reduce16(&acc)
+    }
+
+    /// Dots of `q` with `n` (< 16) key rows at `kb`, in lanes `0..n` (the others zero).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+    #[inline(never)]
+    unsafe fn dots_short16(q: *const f32, kb: *const f32, hd: usize, n: usize) -> __m512 {
+        let mut r = [0.0f32; 16];
+        for (t, r) in r.iter_mut().enumerate().take(n) {
+            let kt = kb.add(t * hd);
+            let mut acc = _mm512_setzero_ps();
+            let mut c = 0;
+            while c < hd {
+                let m = ((1u32 << (hd - c).min(16)) - 1) as __mmask16;
+                let kv = _mm512_maskz_loadu_ps(m, kt.add(c));
+                acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q.add(c)), kv, acc);
+                c += 16;
+            }
+            *r = _mm512_reduce_add_ps(acc);
+        }
+        _mm512_loadu_ps(r.as_ptr())
+    }
+
+    /// Scores of keys `lo..hi` (see the module doc of `x86`): tiles of 16 keys, the last one
+    /// moved back to end at `hi` (it recomputes, and rewrites with the same values, a few keys
+    /// of the previous tile); fewer than 16 keys in all take the short path.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn scores_avx512(
+        q: &[f32],
+        k: &[f32],
+        hd: usize,
+        lo: usize,
+        hi: usize,
+        ctx: usize,
+        scale: f32,
+        out: &mut [f32],
+    ) {
+        let g = q.len() / hd;
+        check(g, hd, k.len(), lo, hi, ctx, out.len());
+        let vscale = _mm512_set1_ps(scale);
+        let (qp, kp, op) = (q.as_ptr(), k.as_ptr(), out.as_mut_ptr());
+        if hi - lo < 16 {
+            let n = hi - lo;
+            for h in 0..g {
+                let r = _mm512_mul_ps(dots_short16(qp.add(h * hd), kp.add(lo * hd), hd, n), vscale);
+                _mm512_mask_storeu_ps(op.add(h * ctx + lo), ((1u32 << n) - 1) as __mmask16, r);
+            }
+            return;
+        }
+        // Tiles outside, heads inside: a tile of keys is read from L2 once, then from L1.
+        macro_rules! tiles {
+            ($dots:expr) => {{
+                let mut j0 = lo;
+                while j0 < hi {
+                    let j = j0.min(hi - 16);
+                    // The tile AHEAD keys on, a share per head (a burst of misses stalls).
+                    let (a0, a1) = ((j + AHEAD) * hd, (j + AHEAD + 16).min(hi) * hd);
+                    for h in 0..g {
+                        let span = a1.saturating_sub(a0);
+                        prefetch(kp, a0 + span * h / g, a0 + span * (h + 1) / g);
+                        let r = _mm512_mul_ps($dots(qp.add(h * hd), kp.add(j * hd)), vscale);
+                        _mm512_storeu_ps(op.add(h * ctx + j), r);
+                    }
+                    j0 += 16;
+                }
+            }};
+        }
+        match hd {
+            64 => tiles!(|q, k| dots16_fixed::<64>(q, k)),
+            80 => tiles!(|q, k| dots16_fixed::<80>(q, k)),
+            96 => tiles!(|q, k| dots16_fixed::<96>(q, k)),
+            128 => tiles!(|q, k| dots16_fixed::<128>(q, k)),
+            256 => tiles!(|q, k| dots16_fixed::<256>(q, k)),
+            // MLA's absorbed attention (DeepSeek-V2: kv_lora_rank 512 + rope 64)
+            576 => tiles!(|q, k| dots16_fixed::<576>(q, k)),
+            _ => tiles!(|q, k| dots16(q, k, hd)),
+        }
+    }
+
+    /// `out[h][c*16..] = sum_j p[h][j] v[j][c*16..]` for `H` heads and `C` chunks of 16
+    /// (masks `m`: the last chunk of a row may be partial).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn values_block512<const H: usize, const C: usize>(
+        p: *const f32,
+        ctx: usize,
+        v: *const f32,
+        hd: usize,
+        lo: usize,
+        hi: usize,
+        m: [__mmask16; C],
+        out: *mut f32,
+        ahead: bool,
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); C]; H];
+        for j in lo..hi {
+            let vj = v.add(j * hd);
+            if ahead && j + AHEAD < hi {
+                prefetch(vj, AHEAD * hd, AHEAD * hd + 16 * C);
+            }
+            let mut vv = [_mm512_setzero_ps(); C];
+            for (c, x) in vv.iter_mut().enumerate() {
+                *x = _mm512_maskz_loadu_ps(m[c], vj.add(16 * c));
+            }
+            for (h, a) in acc.iter_mut().enumerate() {
+                let w = _mm512_set1_ps(*p.add(h * ctx + j));
+                for (a, x) in a.iter_mut().zip(vv) {
+                    *a = _mm512_fmadd_ps(w, x, *a);
+                }
+            }
+        }
+        for (h, a) in acc.iter().enumerate() {
+            for (c, a) in a.iter().enumerate() {
+                _mm512_mask_storeu_ps(out.add(h * hd + 16 * c), m[c], *a);
+            }
+        }
+    }
+
+    /// `out` (g x hd) = probabilities `p` (g rows of `ctx`, keys `lo..hi`) times values `v`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+    pub(super) unsafe fn values_avx512(
+        p: &[f32],
+        v: &[f32],
+        hd: usize,
+        lo: usize,
+        hi: usize,
+        ctx: usize,
+        out: &mut [f32],
+    ) {
+        let g = out.len() / hd;
+        check(g, hd, v.len(), lo, hi, ctx, p.len());
+        let chunks = hd.div_ceil(16);
+        let mask = |c: usize| -> __mmask16 {
+            let left = hd - 16 * c;
+            if left >= 16 {
+                0xFFFF
+            } else {
+                ((1u32 << left) - 1) as __mmask16
+            }
+        };
+        let (vp, op) = (v.as_ptr(), out.as_mut_ptr());
+        for h0 in (0..g).step_by(4) {
+            let pp = p.as_ptr().add(h0 * ctx);
+            for c0 in (0..chunks).step_by(4) {
+                let o = op.add(h0 * hd + 16 * c0);
+                let vc = vp.add(16 * c0);
+                macro_rules! run {
+                    ($h:literal, $c:literal) => {{
+                        let m: [__mmask16; $c] = std::array::from_fn(|c| mask(c0 + c));
+                        values_block512::<$h, $c>(pp, ctx, vc, hd, lo, hi, m, o, h0 == 0)
+                    }};
+                }
+                match ((g - h0).min(4), (chunks - c0).min(4)) {
+                    (1, 1) => run!(1, 1),
+                    (1, 2) => run!(1, 2),
+                    (1, 3) => run!(1, 3),
+                    (1, _) => run!(1, 4),
+                    (2, 1) => run!(2, 1),
+                    (2, 2) => run!(2, 2),
+                    (2, 3) => run!(2, 3),
+                    (2, _) => run!(2, 4),
+                    (3, 1) => run!(3, 1),
+                    (3, 2) => run!(3, 2),
+                    (3, 3) => run!(3, 3),
+                    (3, _) => run!(3, 4),
+                    (_, 1) => run!(4, 1),
+                    (_, 2) => run!(4, 2),
+                    (_, 3) => run!(4, 3),
+                    (_, _) => run!(4, 4),
+                }
+            }
+        }
+    }
+
+    // ---- AVX2 ----
+
+    /// `r[t] = sum(a[t])` for 8 vectors of 8: `hadd` pairs, then the two 128-bit halves.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn reduce8(a: &[__m256; 8]) -> __m256 {
+        let h01 = _mm256_hadd_ps(a[0], a[1]);
+        let h23 = _mm256_hadd_ps(a[2], a[3]);
+        let h45 = _mm256_hadd_ps(a[4], a[5]);
+        let h67 = _mm256_hadd_ps(a[6], a[7]);
+        // [a0 a1 a2 a3 | a0 a1 a2 a3] partials (low and high 128-bit halves of each input)
+        let h0123 = _mm256_hadd_ps(h01, h23);
+        let h4567 = _mm256_hadd_ps(h45, h67);
+        _mm256_add_ps(
+            _mm256_permute2f128_ps::<0x20>(h0123, h4567),
+            _mm256_permute2f128_ps::<0x31>(h0123, h4567),
+        )
+    }
+
+    /// `_mm256_maskload_ps` mask of the first `n` (< 8) lanes.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn mask8(n: usize) -> __m256i {
+        let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lane)
+    }
+
+    /// Dots of `q` (`hd` floats) with the 8 consecutive key rows at `kb`, unscaled.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn dots8(q: *const f32, kb: *const f32, hd: usize) -> __m256 {
+        let full = hd / 8 * 8;
+        let mut acc = [_mm256_setzero_ps(); 8];
+        let mut c = 0;
+        while c < full {
+            let qv = _mm256_loadu_ps(q.add(c));
+            for (t, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kb.add(t * hd + c)), *a);
+            }
+            c += 8;
+        }
+        if c < hd {
+            let m = mask8(hd - c);
+            let qv = _mm256_maskload_ps(q.add(c), m);
+            for (t, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_fmadd_ps(qv, _mm256_maskload_ps(kb.add(t * hd + c), m), *a);
+            }
+        }
+        reduce8(&acc)
+    }
+
+    /// [`dots8`] for a head_dim known at compile time (a multiple of 8).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn dots8_fixed<const HD: usize>(q: *const f32, kb: *const f32) -> __m256 {
+        let mut acc = [_mm256_setzero_ps(); 8];
+        for c in 0..HD / 8 {
+            let qv = _mm256_loadu_ps(q.add(8 * c));
+            for (t, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kb.add(t * HD + 8 * c)), *a);
+            }
+        }
+        reduce8(&acc)
+    }
+
+    /// Dots of `q` with `n` (< 8) key rows at `kb`, in lanes `0..n` (the others zero).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline(never)]
+    unsafe fn dots_short8(q: *const f32, kb: *const f32, hd: usize, n: usize) -> __m256 {
+        let mut acc = [_mm256_setzero_ps(); 8];
+        for (t, a) in acc.iter_mut().enumerate().take(n) {
+            let kt = kb.add(t * hd);
+            let mut c = 0;
+            while c < hd {
+                let m = mask8((hd - c).min(8));
+                let kv = _mm256_maskload_ps(kt.add(c), m);
+                *a = _mm256_fmadd_ps(_mm256_maskload_ps(q.add(c), m), kv, *a);
+                c += 8;
+            }
+        }
+        reduce8(&acc)
+    }
+
+    /// Scores of keys `lo..hi`, AVX2: as [`scores_avx512`] with tiles of 8 keys.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn scores_avx2(
+        q: &[f32],
+        k: &[f32],
+        hd: usize,
+        lo: usize,
+        hi: usize,
+        ctx: usize,
+        scale: f32,
+        out: &mut [f32],
+    ) {
+        let g = q.len() / hd;
+        check(g, hd, k.len(), lo, hi, ctx, out.len());
+        let vscale = _mm256_set1_ps(scale);
+        let (qp, kp, op) = (q.as_ptr(), k.as_ptr(), out.as_mut_ptr());
+        if hi - lo < 8 {
+            let n = hi - lo;
+            for h in 0..g {
+                let r = _mm256_mul_ps(dots_short8(qp.add(h * hd), kp.add(lo * hd), hd, n), vscale);
+                _mm256_maskstore_ps(op.add(h * ctx + lo), mask8(n), r);
+            }
+            return;
+        }
+        macro_rules! tiles {
+            ($dots:expr) => {{
+                let mut j0 = lo;
+                while j0 < hi {
+                    let j = j0.min(hi - 8);
+                    // The tile AHEAD keys on, a share per head (a burst of misses stalls).
+                    let (a0, a1) = ((j + AHEAD) * hd, (j + AHEAD + 8).min(hi) * hd);
+                    for h in 0..g {
+                        let span = a1.saturating_sub(a0);
+                        prefetch(kp, a0 + span * h / g, a0 + span * (h + 1) / g);
+                        let r = _mm256_mul_ps($dots(qp.add(h * hd), kp.add(j * hd)), vscale);
+                        _mm256_storeu_ps(op.add(h * ctx + j), r);
+                    }
+                    j0 += 8;
+                }
+            }};
+        }
+        match hd {
+            64 => tiles!(|q, k| dots8_fixed::<64>(q, k)),
+            80 => tiles!(|q, k| dots8_fixed::<80>(q, k)),
+            96 => tiles!(|q, k| dots8_fixed::<96>(q, k)),
+            128 => tiles!(|q, k| dots8_fixed::<128>(q, k)),
+            256 => tiles!(|q, k| dots8_fixed::<256>(q, k)),
+            // MLA's absorbed attention (DeepSeek-V2: kv_lora_rank 512 + rope 64)
+            576 => tiles!(|q, k| dots8_fixed::<576>(q, k)),
+            _ => tiles!(|q, k| dots8(q, k, hd)),
+        }
+    }
+
+    /// As [`values_block512`] with 8-lane chunks (`m`: maskload masks, `full`: chunk is whole).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn values_block256<const H: usize, const C: usize>(
+        p: *const f32,
+        ctx: usize,
+        v: *const f32,
+        hd: usize,
+        lo: usize,
+        hi: usize,
+        m: [(bool, __m256i); C],
+        out: *mut f32,
+        ahead: bool,
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); C]; H];
+        for j in lo..hi {
+            let vj = v.add(j * hd);
+            if ahead && j + AHEAD < hi {
+                prefetch(vj, AHEAD * hd, AHEAD * hd + 8 * C);
+            }
+            let mut vv = [_mm256_setzero_ps(); C];
+            for (c, x) in vv.iter_mut().enumerate() {
+                *x = if m[c].0 {
+                    _mm256_loadu_ps(vj.add(8 * c))
+                } else {
+                    _mm256_maskload_ps(vj.add(8 * c), m[c].1)
+                };
+            }
+            for (h, a) in acc.iter_mut().enumerate() {
+                let w = _mm256_broadcast_ss(&*p.add(h * ctx + j));
+                for (a, x) in a.iter_mut().zip(vv) {
+                    *a = _mm256_fmadd_ps(w, x, *a);
+                }
+            }
+        }
+        for (h, a) in acc.iter().enumerate() {
+            for (c, a) in a.iter().enumerate() {
+                let o = out.add(h * hd + 8 * c);
+                if m[c].0 {
+                    _mm256_storeu_ps(o, *a);
+                } else {
+                    _mm256_maskstore_ps(o, m[c].1, *a);
+                }
+            }
+        }
+    }
+
+    /// `out` (g x hd) = probabilities `p` times values `v`, AVX2.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn values_avx2(
+        p: &[f32],
+        v: &[f32],
+        hd: usize,
+        lo: usize,
+        hi: usize,
+        ctx: usize,
+        out: &mut [f32],
+    ) {
+        let g = out.len() / hd;
+        check(g, hd, v.len(), lo, hi, ctx, p.len());
+        let chunks = hd.div_ceil(8);
+        let (vp, op) = (v.as_ptr(), out.as_mut_ptr());
+        for h0 in (0..g).step_by(4) {
+            let pp = p.as_ptr().add(h0 * ctx);
+            for c0 in (0..chunks).step_by(2) {
+                let o = op.add(h0 * hd + 8 * c0);
+                let vc = vp.add(8 * c0);
+                let m = |c: usize| {
+                    let left = hd - 8 * (c0 + c);
+                    (left >= 8, mask8(left.min(7)))
+                };
+                match ((g - h0).min(4), chunks - c0) {
+                    (1, 1) => values_block256::<1, 1>(pp, ctx, vc, hd, lo, hi, [m(0)], o, h0 == 0),
+                    (1, _) => {
+                        values_block256::<1, 2>(pp, ctx, vc, hd, lo, hi, [m(0), m(1)], o, h0 == 0)
+                    }
+                    (2, 1) => values_block256::<2, 1>(pp, ctx, vc, hd, lo, hi, [m(0)], o, h0 == 0),
+                    (2, _) => {
+                        values_block256::<2, 2>(pp, ctx, vc, hd, lo, hi, [m(0), m(1)], o, h0 == 0)
+                    }
+                    (3, 1) => values_block256::<3, 1>(pp, ctx, vc, hd, lo, hi, [m(0)], o, h0 == 0),
+                    (3, _) => {
+                        values_block256::<3, 2>(pp, ctx, vc, hd, lo, hi, [m(0), m(1)], o, h0 == 0)
+                    }
+                    (_, 1) => values_block256::<4, 1>(pp, ctx, vc, hd, lo, hi, [m(0)], o, h0 == 0),
+                    (_, _) => {
+                        values_block256::<4, 2>(pp, ctx, vc, hd, lo, hi, [m(0), m(1)], o, h0 == 0)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One query's scores on the decode path (`isa` has an x86 variant: see [`attn_scores`]).
+#[allow(clippy::too_many_arguments)]
+fn decode_scores(
+    isa: Isa,
+    q: &[f32],
+    k: &[f32],
+    hd: usize,
+    lo: usize,
+    hi: usize,
+    ctx: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    match isa {
+        // SAFETY: the callers checked `has_x86_variant(isa)`: the CPU has the ISA's features.
+        Isa::Avx512 => unsafe { x86::scores_avx512(q, k, hd, lo, hi, ctx, scale, out) },
+        // SAFETY: as above.
+        _ => unsafe { x86::scores_avx2(q, k, hd, lo, hi, ctx, scale, out) },
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (q, k, hd, lo, hi, ctx, scale, out);
+        unreachable!("attn: decode scores without an x86 variant ({isa})")
+    }
+}
+
+/// One query's outputs on the decode path (`isa` has an x86 variant: see [`attn_values`]).
+#[allow(clippy::too_many_arguments)]
+fn decode_values(
+    isa: Isa,
     p: &[f32],
     v: &[f32],
     hd: usize,
@@ -320,21 +840,19 @@ fn values_row_lanes(
     ctx: usize,
     out: &mut [f32],
 ) {
-    let g = out.len() / hd;
-    out.fill(0.0);
-    for j in lo..hi {
-        let vj = &v[j * hd..(j + 1) * hd];
-        for h in 0..g {
-            let w = p[h * ctx + j];
-            let o = &mut out[h * hd..(h + 1) * hd];
-            for (a, b) in o.iter_mut().zip(vj) {
-                *a += w * b;
-            }
-        }
+    #[cfg(target_arch = "x86_64")]
+    match isa {
+        // SAFETY: the callers checked `has_x86_variant(isa)`: the CPU has the ISA's features.
+        Isa::Avx512 => unsafe { x86::values_avx512(p, v, hd, lo, hi, ctx, out) },
+        // SAFETY: as above.
+        _ => unsafe { x86::values_avx2(p, v, hd, lo, hi, ctx, out) },
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (p, v, hd, lo, hi, ctx, out);
+        unreachable!("attn: decode values without an x86 variant ({isa})")
     }
 }
-isa_variants!(values_row_lanes => values_row_avx2, values_row_avx512;
-    (p: &[f32], v: &[f32], hd: usize, lo: usize, hi: usize, ctx: usize, out: &mut [f32]));
 
 // ---------- threaded entry points ----------
 
@@ -364,7 +882,7 @@ pub fn attn_scores(
     scores: &mut [f32],
 ) {
     s.check(q.len(), k.len(), scores.len(), q.len());
-    if !has_x86_variant(isa) {
+    if !has_x86_variant(isa) || s.head_dim == 0 {
         attn_scores_scalar(s, q, k, scores);
         return;
     }
@@ -414,10 +932,7 @@ pub fn attn_scores(
             // the pool run.
             let out =
                 unsafe { std::slice::from_raw_parts_mut(sp.ptr().add(s.srow(kvh, i)), g * ctx) };
-            dispatch!(isa,
-                scalar => unreachable!(),
-                avx2 => scores_row_avx2(qg, kh, hd, lo, hi, ctx, s.scale, out),
-                avx512 => scores_row_avx512(qg, kh, hd, lo, hi, ctx, s.scale, out));
+            decode_scores(isa, qg, kh, hd, lo, hi, ctx, s.scale, out);
         }
     });
 }
@@ -469,7 +984,7 @@ pub fn attn_values(
     out: &mut [f32],
 ) {
     s.check(out.len(), v.len(), p.len(), out.len());
-    if !has_x86_variant(isa) {
+    if !has_x86_variant(isa) || s.head_dim == 0 {
         attn_values_scalar(s, p, v, out);
         return;
     }
@@ -527,10 +1042,7 @@ pub fn attn_values(
             let o = unsafe {
                 std::slice::from_raw_parts_mut(op.ptr().add((i * s.n_heads + kvh * g) * hd), g * hd)
             };
-            dispatch!(isa,
-                scalar => unreachable!(),
-                avx2 => values_row_avx2(pr, vh, hd, lo, hi, ctx, o),
-                avx512 => values_row_avx512(pr, vh, hd, lo, hi, ctx, o));
+            decode_values(isa, pr, vh, hd, lo, hi, ctx, o);
         }
     });
 }
@@ -594,6 +1106,103 @@ mod tests {
                         };
                         run_case(s, 2);
                     }
+                }
+            }
+        }
+    }
+
+    /// One decode-path case (`n_q < GEMM_MIN_Q`): scores, then values from the scalar
+    /// probabilities, each against its scalar twin; score entries outside a row's keys must be
+    /// left as they were (the value products never read them, so nothing else would notice).
+    fn decode_case(s: AttnShape, pool: &ThreadPool) {
+        let row = s.n_heads * s.head_dim;
+        let q = rand_vec(s.n_q * row, 41);
+        let k = rand_vec(s.n_kv_heads * s.kv_stride * s.head_dim, 42);
+        let v = rand_vec(s.n_kv_heads * s.kv_stride * s.head_dim, 43);
+        let mut sc_want = vec![f32::NAN; s.scores_len()];
+        attn_scores_scalar(&s, &q, &k, &mut sc_want);
+        let mut p = sc_want.clone();
+        attn_softmax_scalar(&s, &mut p);
+        let mut out_want = vec![0.0; s.n_q * row];
+        attn_values_scalar(&s, &p, &v, &mut out_want);
+        for isa in isas() {
+            let what = format!("{isa} threads {} {s:?}", pool.threads());
+            let mut sc = vec![f32::NAN; s.scores_len()];
+            attn_scores(isa, pool, &s, &q, &k, &mut sc);
+            for (i, (x, y)) in sc.iter().zip(&sc_want).enumerate() {
+                let ok = if y.is_nan() {
+                    x.is_nan()
+                } else {
+                    (x - y).abs() <= 1e-5 * 1f32.max(y.abs())
+                };
+                assert!(ok, "scores {what}: element {i}: {x} vs {y}");
+            }
+            let mut out = vec![f32::NAN; s.n_q * row];
+            attn_values(isa, pool, &s, &p, &v, &mut out);
+            assert_close(&out, &out_want, 1e-5, &format!("values {what}"));
+        }
+    }
+
+    #[test]
+    fn decode_tiles_match_scalar_twin_for_groups_head_dims_and_ragged_contexts() {
+        // Group sizes around the register blocks (values: 4 heads), head dims with and without
+        // a fixed-size tile kernel and with partial vectors, contexts around the 8/16-key
+        // tiles (1 key; fewer than a tile; a moved-back last tile), windows that start the
+        // keys mid-cache and leave fewer or more than a tile, and Gemma's soft-cap.
+        let pools: Vec<ThreadPool> = (1..=3).map(ThreadPool::new).collect();
+        let mut case = 0usize;
+        for group in [1usize, 2, 7, 8] {
+            for hd in [64usize, 40, 80, 96, 128, 256, 576, 17, 8] {
+                for ctx in [1usize, 7, 8, 15, 16, 17, 40] {
+                    for (window, softcap) in [(None, None), (Some(5), None), (Some(20), Some(3.0))]
+                    {
+                        let n_q = [1, 1, 3][case % 3].min(ctx);
+                        let s = AttnShape {
+                            n_q,
+                            q_pos0: ctx - n_q,
+                            n_heads: 2 * group,
+                            n_kv_heads: 2,
+                            head_dim: hd,
+                            // a tight cache (reads past the last key would leave it) every
+                            // other case
+                            kv_stride: ctx + (case % 2) * 5,
+                            window,
+                            scale: 1.0 / (hd as f32).sqrt(),
+                            softcap,
+                        };
+                        decode_case(s, &pools[case % pools.len()]);
+                        case += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn decode_attention_matches_scalar_twin_at_model_shapes() {
+        // Qwen2.5-0.5B (14 heads, 2 KV heads) and SmolLM2-135M (9, 3) at head_dim 64, GQA
+        // group 4 at head_dim 128, MQA at 256, at contexts that are not multiples of 16.
+        for (h, kv, hd) in [
+            (14usize, 2usize, 64usize),
+            (9, 3, 64),
+            (8, 2, 128),
+            (4, 1, 256),
+        ] {
+            for ctx in [129usize, 300] {
+                for threads in [1, 2] {
+                    let s = AttnShape {
+                        n_q: 1,
+                        q_pos0: ctx - 1,
+                        n_heads: h,
+                        n_kv_heads: kv,
+                        head_dim: hd,
+                        kv_stride: ctx + 7,
+                        window: None,
+                        scale: 1.0 / (hd as f32).sqrt(),
+                        softcap: None,
+                    };
+                    run_case(s, threads);
+                    decode_case(s, &ThreadPool::new(threads));
                 }
             }
         }
