@@ -223,6 +223,10 @@ pub fn run(args: Args) -> Result<()> {
         "materialized" => rooflinebench_model::cost::MlaForm::Materialized,
         _ => rooflinebench_model::cost::MlaForm::Absorbed,
     };
+    if def.arch.mla_form == rooflinebench_model::cost::MlaForm::Absorbed {
+        // The absorbed form multiplies split MLA tensors as stored: nothing is dequantized.
+        warnings.retain(|w| w.code != rooflinebench_engine::gguf_source::DEQUANTIZED_KV_B);
+    }
     let is_gguf = ckpt.as_deref().is_some_and(crate::cmd::models::is_gguf);
     let mut quant = None;
     let dtype = match &args.weights {

@@ -430,3 +430,21 @@ fn deepseek3_style_gguf_logits_match_llama_cpp() {
     let forms = [MlaForm::Absorbed, MlaForm::Materialized];
     compare("deepseek3", DEEPSEEK3, "f32", &forms, TOLERANCE);
 }
+
+/// Quantized MLA (deepseek2 with the split `attn_k_b`/`attn_v_b` our writer stores, absorbed
+/// form): the per-head maps run as stored against 8-bit activations, as llama.cpp runs them.
+/// Before they did (the maps dequantized to f32), deepseek2 q8_0 differed on every seed by
+/// 2e-2 to 4e-2. The deepseek3-style config (no q LoRA, sigmoid/`noaux_tc` routing) is also
+/// run with `qk_nope_head_dim` 32: at its own 16, `attn_k_b` rows are too short for 32-blocks
+/// and the writer stores them f16, which llama.cpp multiplies against f16-rounded activations
+/// (ggml's `vec_dot_type` of F16) while the engine keeps f32 activations on its dense path:
+/// 1e-2 to 2.5e-2 on every seed, layout bound only.
+#[test]
+fn deepseek2_quantized_gguf_logits_match_llama_cpp() {
+    compare_quantized("deepseek2", DEEPSEEK2, "q8_0", true);
+    compare_quantized("deepseek2", DEEPSEEK2, "q4_0", true);
+    let nope32 = DEEPSEEK3.replace(r#""qk_nope_head_dim": 16"#, r#""qk_nope_head_dim": 32"#);
+    assert_ne!(nope32, DEEPSEEK3);
+    compare_quantized("deepseek3-nope32", &nope32, "q8_0", true);
+    compare_quantized("deepseek3", DEEPSEEK3, "q8_0", false);
+}

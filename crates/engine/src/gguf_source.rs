@@ -17,9 +17,11 @@
 //! MLA (deepseek2): `attn_q_a`, `attn_q_a_norm`, `attn_q_b` (or `attn_q` without q LoRA),
 //! `attn_kv_a_mqa`, `attn_kv_a_norm`, and `attn_kv_b` (older files) or the split `attn_k_b`
 //! (`[nope, kv_lora, heads]`: each head's `W_UK^T`, as the converter's
-//! `k_b.transpose(1, 2)`) + `attn_v_b` (`[kv_lora, v_dim, heads]`: each head's `W_UV`), which
-//! are put back together into `kv_b_proj` ([`GgufSource`]'s `kv_b_from_split`; a quantized
-//! `attn_k_b` is dequantized to f32 for that, with a warning from [`model_def`]).
+//! `k_b.transpose(1, 2)`) + `attn_v_b` (`[kv_lora, v_dim, heads]`: each head's `W_UV`). The
+//! absorbed form runs those per-head maps as stored, quantized ones against 8-bit activations
+//! as llama.cpp does ([`GgufSource`]'s `mla_split`); the materialized form puts them back
+//! together into `kv_b_proj` (`kv_b_from_split`; a quantized `attn_k_b` is dequantized to f32
+//! for that, with a warning from [`model_def`]).
 //!
 //! Conversions that undo what llama.cpp's `convert_hf_to_gguf.py` did or what llama.cpp
 //! computes differently:
@@ -52,7 +54,7 @@
 use crate::arch::ModelDef;
 use crate::error::EngineError;
 use crate::hugebuf::WeightBuf;
-use crate::weights::{Key, LKey, Mat, MatBuf, Source};
+use crate::weights::{Key, LKey, Mat, MatBuf, MlaMaps, Source};
 use rooflinebench_gguf::{GgmlType, GgufFile, TensorInfo};
 use rooflinebench_kernels::engine::convert::{bf16_to_f32, f16_to_f32};
 use rooflinebench_kernels::engine::WeightDtype;
@@ -73,6 +75,8 @@ pub struct GgufSource {
     experts: usize,
     /// MLA `(qk_nope_head_dim, qk_rope_head_dim, v_head_dim)`, if MLA.
     mla: Option<(usize, usize, usize)>,
+    /// MLA `kv_lora_rank` (0 otherwise).
+    kv_lora_rank: usize,
 }
 
 /// Which rows of a file tensor make up a logical tensor.
@@ -102,6 +106,10 @@ enum Pick {
     },
 }
 
+/// Warning code of [`model_def`]: quantized split MLA tensors that the materialized form
+/// dequantizes (callers running the absorbed form drop it).
+pub const DEQUANTIZED_KV_B: &str = "gguf_dequantized_on_load";
+
 /// The model definition of a GGUF file: llama.cpp's hyperparameters as a Hugging Face config,
 /// parsed like any `config.json` (value parameters such as `rope_theta` and `rms_norm_eps`
 /// included). Errors name the file.
@@ -125,11 +133,12 @@ pub fn model_def(path: &Path) -> Result<(ModelDef, Vec<Warning>), EngineError> {
         .count();
     if split_quant > 0 {
         warnings.push(Warning {
-            code: "gguf_dequantized_on_load".into(),
+            code: DEQUANTIZED_KV_B.into(),
             message: format!(
-                "{}: {split_quant} quantized attn_k_b tensor(s) (MLA, no attn_kv_b) are \
-                 dequantized to f32 on load to rebuild kv_b_proj: those products run dense f32, \
-                 not in the file's format",
+                "{}: in the materialized MLA form, {split_quant} quantized attn_k_b tensor(s) \
+                 (no attn_kv_b) are dequantized to f32 on load to rebuild kv_b_proj: those \
+                 products run dense f32, not in the file's format (the absorbed form runs them \
+                 as stored)",
                 path.display()
             ),
         });
@@ -165,6 +174,7 @@ impl GgufSource {
                     m.v_head_dim as usize,
                 )
             }),
+            kv_lora_rank: crate::mla::spec_of(def).map_or(0, |m| m.kv_lora_rank as usize),
         })
     }
 
@@ -175,6 +185,38 @@ impl GgufSource {
 
     fn has(&self, name: &str) -> bool {
         self.file.header.tensor(name).is_some()
+    }
+
+    /// Bytes of one row of `cols` values of `ty` in tensor `name`.
+    fn row_bytes(&self, name: &str, ty: GgmlType, cols: usize) -> Result<usize, EngineError> {
+        match (ty.quant(), ty) {
+            (Some(q), _) => q.bytes_for(cols).ok_or_else(|| self.unsupported(name, ty)),
+            (None, GgmlType::F32) => Ok(cols * 4),
+            (None, GgmlType::F16 | GgmlType::BF16) => Ok(cols * 2),
+            (None, other) => Err(self.unsupported(name, other)),
+        }
+    }
+
+    /// A `rows x cols` matrix of tensor `name` from its rows' bytes, in the stored format.
+    fn stored_mat(
+        &self,
+        name: &str,
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        bytes: &[u8],
+    ) -> Result<Mat, EngineError> {
+        let buf = match (ty.quant(), ty) {
+            (Some(q), _) => MatBuf::Quant {
+                ty: q,
+                data: WeightBuf::from_slice(bytes),
+            },
+            (None, GgmlType::F32) => MatBuf::F32(f32_buf(bytes)),
+            (None, GgmlType::F16) => MatBuf::F16(u16_buf(bytes)),
+            (None, GgmlType::BF16) => MatBuf::Bf16(u16_buf(bytes)),
+            (None, other) => return Err(self.unsupported(name, other)),
+        };
+        Ok(Mat { rows, cols, buf })
     }
 
     /// The file's name of a logical tensor, and which of its rows hold it.
@@ -564,23 +606,41 @@ impl Source for GgufSource {
         let (name, pick) = self.locate(key, rows);
         let (t, data) = self.tensor(&name, pick, rows, cols)?;
         let src = source_rows(pick, rows, self.head_dim);
-        let buf = if let Some(q) = t.ty.quant() {
-            let row_bytes = q
-                .bytes_for(cols)
-                .ok_or_else(|| self.unsupported(&name, t.ty))?;
-            MatBuf::Quant {
-                ty: q,
-                data: WeightBuf::from_slice(&gather(data, &src, row_bytes)),
-            }
-        } else {
-            match t.ty {
-                GgmlType::F32 => MatBuf::F32(f32_buf(&gather(data, &src, cols * 4))),
-                GgmlType::F16 => MatBuf::F16(u16_buf(&gather(data, &src, cols * 2))),
-                GgmlType::BF16 => MatBuf::Bf16(u16_buf(&gather(data, &src, cols * 2))),
-                other => return Err(self.unsupported(&name, other)),
-            }
+        let row_bytes = self.row_bytes(&name, t.ty, cols)?;
+        self.stored_mat(&name, t.ty, rows, cols, &gather(data, &src, row_bytes))
+    }
+
+    /// Newer llama.cpp files store MLA's absorbed maps per head (`attn_k_b` `[nope, kvl,
+    /// heads]`: each head's `W_UK^T`, `kvl x nope`; `attn_v_b` `[kvl, dv, heads]`: each head's
+    /// `W_UV`, `dv x kvl`): sliced per head and kept in their stored format, as llama.cpp
+    /// multiplies them (8-bit activations against quantized blocks).
+    fn mla_split(&mut self, i: usize, _dtype: WeightDtype) -> Result<Option<MlaMaps>, EngineError> {
+        let (kname, vname) = (
+            format!("blk.{i}.attn_k_b.weight"),
+            format!("blk.{i}.attn_v_b.weight"),
+        );
+        if self.has(&format!("blk.{i}.attn_kv_b.weight")) || !self.has(&kname) {
+            return Ok(None);
+        }
+        let (nope, _, dv) = self.mla.unwrap_or((0, 0, 0));
+        let (nh, kvl) = (self.heads, self.kv_lora_rank);
+        let per_head = Pick::Expert {
+            index: 0,
+            count: nh,
         };
-        Ok(Mat { rows, cols, buf })
+        let maps = |name: &str, rows: usize, cols: usize| -> Result<Vec<Mat>, EngineError> {
+            let (t, data) = self.tensor(name, per_head, rows, cols)?;
+            let head_bytes = rows * self.row_bytes(name, t.ty, cols)?;
+            (0..nh)
+                .map(|h| {
+                    let bytes = &data[h * head_bytes..(h + 1) * head_bytes];
+                    self.stored_mat(name, t.ty, rows, cols, bytes)
+                })
+                .collect()
+        };
+        let uk_t = maps(&kname, kvl, nope)?;
+        let uv = maps(&vname, dv, kvl)?;
+        Ok(Some((uk_t, uv)))
     }
 
     fn vec(&mut self, key: Key, len: usize) -> Result<Vec<f32>, EngineError> {

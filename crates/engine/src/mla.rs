@@ -135,6 +135,19 @@ pub fn build_layer(
     let q_b = src.mat(k(LKey::MlaQB), nh * qk, q_in, dtype)?;
     let kv_a = src.mat(k(LKey::MlaKvA), kvl + rope, h, dtype)?;
     let kv_a_norm = normv(src, k(LKey::MlaKvANorm), kvl)?;
+    let split = match def.arch.mla_form {
+        MlaForm::Absorbed => src.mla_split(i, dtype)?,
+        MlaForm::Materialized => None,
+    };
+    if let Some((uk_t, uv)) = split {
+        return Ok(Some(MlaWeights {
+            q_a,
+            q_b,
+            kv_a,
+            kv_a_norm,
+            up: MlaUp::Absorbed { uk_t, uv },
+        }));
+    }
     let kv_b = src.mat(k(LKey::MlaKvB), nh * (nope + dv), kvl, dtype)?;
     let up = match def.arch.mla_form {
         MlaForm::Materialized => MlaUp::Materialized { kv_b },

@@ -692,7 +692,21 @@ pub trait Source {
     ) -> Result<Mat, EngineError>;
     /// A vector of `len` f32 (norm weights as stored in the checkpoint, biases).
     fn vec(&mut self, key: Key, len: usize) -> Result<Vec<f32>, EngineError>;
+    /// Layer `layer`'s absorbed MLA maps as the checkpoint stores them, when it stores them per
+    /// head (newer GGUFs' `attn_k_b`/`attn_v_b`): `heads` matrices `W_UK^T` (`kvl x nope`) and
+    /// `heads` matrices `W_UV` (`dv x kvl`), quantized ones left in their format. `None` (the
+    /// default): the checkpoint holds `kv_b_proj` whole, and the maps are cut from it.
+    fn mla_split(
+        &mut self,
+        _layer: usize,
+        _dtype: WeightDtype,
+    ) -> Result<Option<MlaMaps>, EngineError> {
+        Ok(None)
+    }
 }
+
+/// MLA's absorbed per-head maps: `W_UK^T` (`kvl x nope`) and `W_UV` (`dv x kvl`) per head.
+pub type MlaMaps = (Vec<Mat>, Vec<Mat>);
 
 /// Builds every weight of `def` from `src`. RMSNorm weights get the family's offset added.
 pub fn build(

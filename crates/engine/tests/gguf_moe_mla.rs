@@ -221,13 +221,20 @@ fn pitfall_24_quantized_moe_and_mla_ggufs_are_costed_in_their_stored_formats() {
         let decode_weight_bytes = |format: &str| {
             let p = file(&dir, &format!("{name}-{format}.gguf"), cfg, format);
             let (def, _) = model_def(&p).unwrap();
-            let (m, _) = load(&def, &WeightsFrom::Gguf(p), &opts()).unwrap();
+            let (m, _) = load(&def, &WeightsFrom::Gguf(p.clone()), &opts()).unwrap();
             let formats = m.weights.tensor_formats(def.spec.fused_qkv);
+            let want = if format == "q8_0" { Wf::Q8_0 } else { Wf::F32 };
             if name == "deepseek2" {
-                assert_eq!(formats.get(TensorRole::MlaKvB, Some(1)), Some(Wf::F32));
+                // Absorbed (the default): the split attn_k_b/attn_v_b run as stored.
+                assert_eq!(formats.get(TensorRole::MlaKvB, Some(1)), Some(want));
+                // Materialized: rebuilt into one kv_b_proj, dequantized to f32.
+                let mut mdef = def.clone();
+                mdef.arch.mla_form = MlaForm::Materialized;
+                let (mm, _) = load(&mdef, &WeightsFrom::Gguf(p), &opts()).unwrap();
+                let mf = mm.weights.tensor_formats(def.spec.fused_qkv);
+                assert_eq!(mf.get(TensorRole::MlaKvB, Some(1)), Some(Wf::F32));
             }
             for &role in roles {
-                let want = if format == "q8_0" { Wf::Q8_0 } else { Wf::F32 };
                 assert_eq!(
                     formats.get(role, Some(1)),
                     Some(want),
