@@ -11,7 +11,9 @@
 #                                      read bandwidth at T threads. Target >= 0.8.
 # Files: smollm2_q4_1 = the real SmolLM2-135M-Instruct.Q4_1.gguf (scripts/fetch-smollm2.sh);
 # qwen05_q8_0 / qwen05_q4_0 = Qwen2.5-0.5B-shaped random weights in real Q8_0 / Q4_0 blocks,
-# written by our own GGUF writer (crates/gguf example synth_gguf) into $RB_CACHE once.
+# written by our own GGUF writer (crates/gguf example synth_gguf) into $RB_CACHE once. Not in
+# the default set: qwen05_q4_k_m (the paper's format; Qwen2.5-0.5B's 896-wide rows make most of
+# it q5_0, llama.cpp's fallback), qwen05_q5_0, qwen05_q4_k, qwen05_q6_k.
 #
 # llama.cpp comes from PyPI `llama-cpp-python` in a venv under $RB_CACHE (built by pip on the
 # first run; bench/engine-vs-llamacpp.sh uses the same venv). Each llama.cpp measurement runs
@@ -58,7 +60,7 @@ fi
 file_of() {
   case $1 in
     smollm2_q4_1) echo "$SMOLLM2" ;;
-    qwen05_q8_0 | qwen05_q4_0)
+    qwen05_q8_0 | qwen05_q4_0 | qwen05_q4_k_m | qwen05_q5_0 | qwen05_q4_k | qwen05_q6_k)
       local fmt=${1#qwen05_} p="$RB_CACHE/qwen2.5-0.5b-synth-${1#qwen05_}.gguf"
       if [[ ! -f $p ]]; then
         echo "== writing $p with our GGUF writer" >&2
