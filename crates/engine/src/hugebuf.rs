@@ -13,13 +13,12 @@
 //! own). A region is freed when the last buffer in it is dropped; buffers are immutable once
 //! built and clone by reference.
 
+use rooflinebench_kernels::ceiling::buffer::{alloc_huge, HUGE};
 use std::alloc::Layout;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex, Weak};
 
-/// Transparent huge page size on x86-64 and most aarch64 Linux kernels.
-const HUGE: usize = 2 << 20;
 /// Bytes of one shared region.
 const SEGMENT: usize = 64 << 20;
 /// Alignment of every buffer (a cache line; the quantized kernels read whole lines).
@@ -50,27 +49,24 @@ unsafe impl Send for Region {}
 unsafe impl Sync for Region {}
 
 impl Region {
+    /// A region of at least `bytes`, from the probe's huge-page allocator.
+    ///
+    /// # Panics
+    /// (Aborts) when the allocation fails, as a `Vec` would: callers checked beforehand that
+    /// the model fits in memory (`mem::check_fits`).
     fn new(bytes: usize) -> Region {
-        let size = bytes.max(1).next_multiple_of(HUGE);
-        let layout = Layout::from_size_align(size, HUGE).expect("weight region size overflows");
-        // SAFETY: `layout` has a non-zero size.
-        let raw = unsafe { std::alloc::alloc(layout) };
-        let Some(ptr) = NonNull::new(raw) else {
-            std::alloc::handle_alloc_error(layout)
-        };
-        // SAFETY: the region is this fresh allocation of `size` bytes; advice never changes
-        // contents (and `MaybeUninit` makes no claim about them).
-        let region = unsafe {
-            std::slice::from_raw_parts_mut(ptr.as_ptr().cast::<std::mem::MaybeUninit<u8>>(), size)
-        };
-        rooflinebench_kernels::ceiling::buffer::advise_huge_pages(region);
-        Region { ptr, layout }
+        match alloc_huge(bytes) {
+            Ok((ptr, layout)) => Region { ptr, layout },
+            Err(_) => std::alloc::handle_alloc_error(
+                Layout::from_size_align(bytes.max(1), HUGE).unwrap_or(Layout::new::<u8>()),
+            ),
+        }
     }
 }
 
 impl Drop for Region {
     fn drop(&mut self) {
-        // SAFETY: allocated in `Region::new` with this layout; no buffer refers to it any more
+        // SAFETY: allocated by `alloc_huge` with this layout; no buffer refers to it any more
         // (each holds an `Arc<Region>`).
         unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
     }

@@ -23,7 +23,8 @@ use std::sync::Mutex;
 
 /// Cache-line (and AVX-512 non-temporal store) alignment.
 pub const LINE: usize = 64;
-const HUGE: usize = 2 << 20;
+/// Transparent huge page size (x86-64 and most aarch64 Linux kernels).
+pub const HUGE: usize = 2 << 20;
 
 static HUGE_PAGES: AtomicBool = AtomicBool::new(true);
 
@@ -76,6 +77,18 @@ fn alloc_raw(bytes: usize, align: usize) -> Result<(NonNull<u8>, Layout), Ceilin
         }
     }
     Ok((ptr, layout))
+}
+
+/// A fresh 2 MiB-aligned allocation of `bytes` rounded up to whole 2 MiB pages, advised as
+/// transparent huge pages (as [`reserve_arena`]'s), untouched. The caller owns it and frees it
+/// with `std::alloc::dealloc(ptr, layout)`. For long-lived buffers outside the probe (the
+/// engine's weight storage).
+pub fn alloc_huge(bytes: usize) -> Result<(NonNull<u8>, Layout), CeilingError> {
+    let bytes = bytes
+        .max(1)
+        .checked_next_multiple_of(HUGE)
+        .ok_or(CeilingError::Alloc { bytes })?;
+    alloc_raw(bytes, HUGE)
 }
 
 /// Asks the kernel to back the 2 MiB-aligned part of `region` with transparent huge pages, as
