@@ -461,6 +461,38 @@ unsafe fn split_nibbles(q: __m512i) -> (__m512i, __m512i) {
     (_mm512_and_si512(q, m4), hi)
 }
 
+/// A group of 4 blocks of a nibble format (q4_0, q4_1, q5_0, q5_1) of `bytes` bytes each:
+/// `f16` `d` at byte 0, an `f16` `m` at byte 2 when `min`, the fifth bits `qh` at `qh_off`
+/// for the 5-bit formats, the 16 nibble bytes where `nib` gathers them, the scales where `sc`
+/// ([`scale_index2`]) gathers them from the group's two loads.
+#[inline(always)]
+unsafe fn nibble_group<const MASKED: bool>(
+    p: *const u8,
+    valid: usize,
+    bytes: usize,
+    nib: &[u8; 64],
+    sc: &[u16; 32],
+    min: bool,
+    qh_off: Option<usize>,
+) -> (__m512i, __m512i, __m512, __m512) {
+    let x0 = load_group::<MASKED>(p, 0, valid);
+    let x1 = load_group::<MASKED>(p, 4 * bytes - 64, valid);
+    let q = _mm512_permutex2var_epi8(x0, load_idx8(nib), x1);
+    let (lo, hi) = split_nibbles(q);
+    let (lo, hi) = match qh_off {
+        Some(off) => fifth_bits::<MASKED>(p, bytes, off, valid, lo, hi),
+        None => (lo, hi),
+    };
+    let dm = _mm512_permutex2var_epi16(x0, load_idx16(sc), x1);
+    let d = _mm512_cvtph_ps(_mm512_castsi512_si256(dm));
+    let m = if min {
+        _mm512_cvtph_ps(_mm512_extracti64x4_epi64(dm, 1))
+    } else {
+        d
+    };
+    (lo, hi, d, m)
+}
+
 impl Group4 for Q4_0 {
     const K: f32 = -8.0;
     const HAS_MIN: bool = false;
@@ -470,14 +502,8 @@ impl Group4 for Q4_0 {
         valid: usize,
     ) -> (__m512i, __m512i, __m512, __m512) {
         const NIB: [u8; 64] = nibble_index(18, 2);
-        const SC: [u16; 32] = scale_index(18, false);
-        let x0 = load_group::<MASKED>(p, 0, valid);
-        let x1 = load_group::<MASKED>(p, 4 * 18 - 64, valid);
-        let q = _mm512_permutex2var_epi8(x0, load_idx8(&NIB), x1);
-        let (lo, hi) = split_nibbles(q);
-        let dh = _mm512_permutexvar_epi16(load_idx16(&SC), x0);
-        let d = _mm512_cvtph_ps(_mm512_castsi512_si256(dh));
-        (lo, hi, d, d)
+        const SC: [u16; 32] = scale_index2(18, false);
+        nibble_group::<MASKED>(p, valid, 18, &NIB, &SC, false, None)
     }
 }
 
@@ -490,15 +516,8 @@ impl Group4 for Q4_1 {
         valid: usize,
     ) -> (__m512i, __m512i, __m512, __m512) {
         const NIB: [u8; 64] = nibble_index(20, 4);
-        const SC: [u16; 32] = scale_index(20, true);
-        let x0 = load_group::<MASKED>(p, 0, valid);
-        let x1 = load_group::<MASKED>(p, 4 * 20 - 64, valid);
-        let q = _mm512_permutex2var_epi8(x0, load_idx8(&NIB), x1);
-        let (lo, hi) = split_nibbles(q);
-        let dm = _mm512_permutexvar_epi16(load_idx16(&SC), x0);
-        let d = _mm512_cvtph_ps(_mm512_castsi512_si256(dm));
-        let m = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(dm, 1));
-        (lo, hi, d, m)
+        const SC: [u16; 32] = scale_index2(20, true);
+        nibble_group::<MASKED>(p, valid, 20, &NIB, &SC, true, None)
     }
 }
 
@@ -565,17 +584,9 @@ impl Group4 for Q5_0 {
         p: *const u8,
         valid: usize,
     ) -> (__m512i, __m512i, __m512, __m512) {
-        // Block: f16 d, u32 qh, 16 bytes of nibbles (22 bytes).
         const NIB: [u8; 64] = nibble_index(22, 6);
         const SC: [u16; 32] = scale_index2(22, false);
-        let x0 = load_group::<MASKED>(p, 0, valid);
-        let x1 = load_group::<MASKED>(p, 4 * 22 - 64, valid);
-        let q = _mm512_permutex2var_epi8(x0, load_idx8(&NIB), x1);
-        let (lo, hi) = split_nibbles(q);
-        let (lo, hi) = fifth_bits::<MASKED>(p, 22, 2, valid, lo, hi);
-        let dh = _mm512_permutex2var_epi16(x0, load_idx16(&SC), x1);
-        let d = _mm512_cvtph_ps(_mm512_castsi512_si256(dh));
-        (lo, hi, d, d)
+        nibble_group::<MASKED>(p, valid, 22, &NIB, &SC, false, Some(2))
     }
 }
 
@@ -587,18 +598,9 @@ impl Group4 for Q5_1 {
         p: *const u8,
         valid: usize,
     ) -> (__m512i, __m512i, __m512, __m512) {
-        // Block: f16 d, f16 m, u32 qh, 16 bytes of nibbles (24 bytes).
         const NIB: [u8; 64] = nibble_index(24, 8);
         const SC: [u16; 32] = scale_index2(24, true);
-        let x0 = load_group::<MASKED>(p, 0, valid);
-        let x1 = load_group::<MASKED>(p, 4 * 24 - 64, valid);
-        let q = _mm512_permutex2var_epi8(x0, load_idx8(&NIB), x1);
-        let (lo, hi) = split_nibbles(q);
-        let (lo, hi) = fifth_bits::<MASKED>(p, 24, 4, valid, lo, hi);
-        let dm = _mm512_permutex2var_epi16(x0, load_idx16(&SC), x1);
-        let d = _mm512_cvtph_ps(_mm512_castsi512_si256(dm));
-        let m = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(dm, 1));
-        (lo, hi, d, m)
+        nibble_group::<MASKED>(p, valid, 24, &NIB, &SC, true, Some(4))
     }
 }
 
