@@ -36,6 +36,7 @@ use rooflinebench_gguf::writer::{fill_tensor, synthetic, Init, WeightFormat};
 use rooflinebench_model::cost::MlaForm;
 use std::path::Path;
 
+/// Like `tests/fixtures/tiny-moe/qwen3moe.json` but with `rope_theta` 10000.
 const QWEN3MOE: &str = r#"{"model_type": "qwen3_moe", "hidden_size": 64,
     "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
     "vocab_size": 300, "max_position_embeddings": 64, "rms_norm_eps": 1e-6,
@@ -43,28 +44,12 @@ const QWEN3MOE: &str = r#"{"model_type": "qwen3_moe", "hidden_size": 64,
     "num_experts_per_tok": 2, "norm_topk_prob": true, "rope_theta": 10000.0,
     "tie_word_embeddings": false}"#;
 
-const DEEPSEEK2: &str = r#"{"model_type": "deepseek_v2", "hidden_size": 64,
-    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4,
-    "vocab_size": 300, "max_position_embeddings": 64, "rms_norm_eps": 1e-6,
-    "kv_lora_rank": 32, "q_lora_rank": 32, "qk_nope_head_dim": 32, "qk_rope_head_dim": 16,
-    "v_head_dim": 32, "intermediate_size": 96, "moe_intermediate_size": 32,
-    "n_routed_experts": 8, "num_experts_per_tok": 2, "n_shared_experts": 1,
-    "first_k_dense_replace": 1, "norm_topk_prob": false, "routed_scaling_factor": 1.0,
-    "scoring_func": "softmax", "topk_method": "greedy", "n_group": 1, "topk_group": 1,
-    "rope_theta": 10000.0, "tie_word_embeddings": false}"#;
+const DEEPSEEK2: &str = include_str!("../../tests/fixtures/tiny-moe/deepseek2.json");
 
 /// DeepSeek-V2-Lite/V3-style: no q LoRA (`attn_q`), sigmoid scores with the correction bias
 /// `exp_probs_b` (drawn non-zero here so it changes the choice), normalised and scaled weights,
 /// two shared experts.
-const DEEPSEEK3: &str = r#"{"model_type": "deepseek_v3", "hidden_size": 64,
-    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4,
-    "vocab_size": 300, "max_position_embeddings": 64, "rms_norm_eps": 1e-6,
-    "kv_lora_rank": 32, "q_lora_rank": null, "qk_nope_head_dim": 16, "qk_rope_head_dim": 16,
-    "v_head_dim": 32, "intermediate_size": 96, "moe_intermediate_size": 32,
-    "n_routed_experts": 8, "num_experts_per_tok": 3, "n_shared_experts": 2,
-    "first_k_dense_replace": 1, "norm_topk_prob": true, "routed_scaling_factor": 2.5,
-    "scoring_func": "sigmoid", "topk_method": "noaux_tc", "n_group": 1, "topk_group": 1,
-    "rope_theta": 10000.0, "tie_word_embeddings": false}"#;
+const DEEPSEEK3: &str = include_str!("../../tests/fixtures/tiny-moe/deepseek3.json");
 
 /// A dense model with q/k/v biases (qwen2): the dense quantized path (attention, MLP, LM head).
 const QWEN2: &str = r#"{"model_type": "qwen2", "hidden_size": 64,

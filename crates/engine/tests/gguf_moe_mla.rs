@@ -10,26 +10,20 @@
 use rooflinebench_engine::gguf_source::model_def;
 use rooflinebench_engine::weights::MatBuf;
 use rooflinebench_engine::{load, LoadOptions, Logits, NoopRecorder, WeightsFrom};
-use rooflinebench_gguf::arch::ArchConfig;
-use rooflinebench_gguf::writer::{fill_tensor, synthetic, GgufWriter, WeightFormat};
+use rooflinebench_gguf::writer::GgufWriter;
 use rooflinebench_model::cost::MlaForm;
 use std::path::{Path, PathBuf};
+use synth::plan;
+
+mod synth;
 
 const QWEN3MOE: &str = include_str!("../../../tests/fixtures/tiny-moe/qwen3moe.json");
 
 const DEEPSEEK2: &str = include_str!("../../../tests/fixtures/tiny-moe/deepseek2.json");
 
-fn plan(cfg: &str, format: &str) -> GgufWriter {
-    let v: serde_json::Value = serde_json::from_str(cfg).unwrap();
-    let c = ArchConfig::from_hf(&v).unwrap();
-    synthetic(&c, WeightFormat::parse(format).unwrap()).unwrap()
-}
-
+/// Our writer's GGUF of `plan` at `path`, random weights from seed 7.
 fn write(plan: &GgufWriter, path: &Path) {
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    plan.write(&mut out, |t, sink| fill_tensor(t, 7, sink))
-        .unwrap();
-    std::io::Write::flush(&mut out).unwrap();
+    synth::write(plan, path, 7)
 }
 
 fn opts() -> LoadOptions {

@@ -20,15 +20,15 @@ use rooflinebench_engine::weights::{build, Key, LKey, Mat, RandomSource, Source}
 use rooflinebench_engine::{
     load, EngineError, LoadOptions, Logits, Model, ModelDef, NoopRecorder, WeightsFrom,
 };
-use rooflinebench_gguf::arch::ArchConfig;
 use rooflinebench_gguf::reader::Gguf;
-use rooflinebench_gguf::writer::{fill_tensor, synthetic, WeightFormat};
 use rooflinebench_kernels::engine::WeightDtype;
 use rooflinebench_model::cost::MlaForm;
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+mod synth;
 
 /// Qwen3-MoE: q/k norms, softmax router, no shared expert.
 const QWEN3MOE: &str = include_str!("../../../tests/fixtures/tiny-moe/qwen3moe.json");
@@ -56,16 +56,7 @@ fn opts() -> LoadOptions {
 
 /// A random f32 GGUF of `cfg` at `path`.
 fn write_gguf(cfg: &str, path: &Path) {
-    let v: serde_json::Value = serde_json::from_str(cfg).unwrap();
-    let plan = synthetic(
-        &ArchConfig::from_hf(&v).unwrap(),
-        WeightFormat::parse("f32").unwrap(),
-    )
-    .unwrap();
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    plan.write(&mut out, |t, sink| fill_tensor(t, 11, sink))
-        .unwrap();
-    std::io::Write::flush(&mut out).unwrap();
+    synth::write(&synth::plan(cfg, "f32"), path, 11)
 }
 
 /// The Hugging Face name of a GGUF tensor (`None` for MLA's split `attn_k_b`/`attn_v_b`,
