@@ -15,17 +15,8 @@ use rooflinebench_kernels::engine::ThreadPool;
 use rooflinebench_kernels::isa::{self, Isa};
 use std::time::Instant;
 
-fn rand_vec(n: usize, mut s: u64) -> Vec<f32> {
-    s = s.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-        .collect()
-}
+mod common;
+use common::rand_vec;
 
 /// `v` copied `skew` floats past a 64-byte boundary (`None`: as the allocator placed it; a large
 /// `Vec<f32>` from glibc usually starts 16 bytes past one).

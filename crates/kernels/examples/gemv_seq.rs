@@ -13,16 +13,8 @@ use rooflinebench_kernels::quant::{quantize, Q8Activations, QuantIsa, QuantMatri
 use std::sync::Mutex;
 use std::time::Instant;
 
-fn rand_vec(n: usize, mut s: u64) -> Vec<f32> {
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-        .collect()
-}
+mod common;
+use common::rand_vec;
 
 /// A copy of `src` on memory advised as transparent huge pages (written before use).
 fn advised(src: &[u8]) -> Vec<u8> {

@@ -10,16 +10,8 @@
 use rooflinebench_kernels::quant::{quantize, Q8Activations, QuantIsa, QuantMatrix, QuantType};
 use std::time::Instant;
 
-fn rand_vec(n: usize, mut s: u64) -> Vec<f32> {
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-        .collect()
-}
+mod common;
+use common::rand_vec;
 
 /// Best of `reps` timings of `f`, in seconds.
 fn best_of(reps: usize, mut f: impl FnMut()) -> f64 {
