@@ -6,7 +6,9 @@
 #
 # Installs what it needs if missing: Debian gcc-aarch64-linux-gnu (linker + sysroot for
 # qemu's -L) and qemu-user, and the rustup target. Uses its own target dir.
-# Tested: every test of rooflinebench-kernels and rooflinebench-bench, and the unit tests of
+# Tested: every test of rooflinebench-kernels (among them ggml_arm_q8: our activation
+# quantization and dot products against llama.cpp's NEON code, built here from the sources
+# cargo fetched for llama-cpp-sys-2) and rooflinebench-bench, and the unit tests of
 # rooflinebench-engine (its integration tests run unoptimised engine code and take ~4 minutes
 # per pass under qemu: ROOFLINEBENCH_AARCH64_FULL=1 runs them too). Then clippy for aarch64
 # Linux and a type-check + clippy of the whole workspace for aarch64-apple-darwin (macOS).
@@ -59,6 +61,25 @@ run_tests() {
     cargo test --locked --target "$TRIPLE" "${main[@]}" "$@"
     cargo test --locked --target "$TRIPLE" "${engine[@]}" "$@"
 }
+
+# llama.cpp's own aarch64 quantization and dot products, for crates/kernels/tests/ggml_arm_q8.rs:
+# scripts/ggml-arm-q8/harness.c compiled against the llama.cpp sources inside the
+# llama-cpp-sys-2 crate (the `llamacpp` feature's dependency; cargo fetches it), run under qemu.
+stamp "llama.cpp's NEON quantization (scripts/ggml-arm-q8) for the comparison test"
+sys_manifest=$(cargo metadata --locked --format-version 1 --all-features \
+    | python3 -c 'import json, sys
+m = json.load(sys.stdin)
+print(next(p["manifest_path"] for p in m["packages"] if p["name"] == "llama-cpp-sys-2"))')
+GGML="$(dirname "$sys_manifest")/llama.cpp/ggml"
+harness_dir="$CARGO_TARGET_DIR/ggml-arm-q8"
+mkdir -p "$harness_dir"
+cflags=(-O2 -march=armv8.2-a+dotprod+fp16 -I"$GGML/include" -I"$GGML/src" -I"$GGML/src/ggml-cpu")
+aarch64-linux-gnu-gcc "${cflags[@]}" -c "$GGML/src/ggml-cpu/arch/arm/quants.c" -o "$harness_dir/quants.o"
+aarch64-linux-gnu-gcc "${cflags[@]}" -c "$GGML/src/ggml-quants.c" -o "$harness_dir/ggml-quants.o"
+aarch64-linux-gnu-gcc "${cflags[@]}" -Wall -Werror -c scripts/ggml-arm-q8/harness.c -o "$harness_dir/harness.o"
+aarch64-linux-gnu-gcc -static "$harness_dir"/{harness,quants,ggml-quants}.o -lm -o "$harness_dir/harness"
+qemu-aarch64 -cpu max "$harness_dir/harness" "$harness_dir/out.bin"
+export ROOFLINEBENCH_GGML_ARM_Q8="$harness_dir/out.bin" ROOFLINEBENCH_EXPECT_GGML_ARM_Q8=1
 
 stamp "build tests for $TRIPLE (kernels, bench, engine)"
 run_tests --no-run

@@ -330,7 +330,8 @@ impl Q8Activations {
                 self.bsums.clear();
                 for b in 0..nb {
                     let xs = &x[b * be..(b + 1) * be];
-                    let (amax, sum) = quantize_sym_i8(xs, &mut self.qs[b * be..(b + 1) * be]);
+                    let qs = &mut self.qs[b * be..(b + 1) * be];
+                    let (amax, sum) = quantize_sym_i8(xs, qs, ActKind::Q8_0);
                     let d = q8_0_scale(amax);
                     self.d[b] = d;
                     // Exact: an f16 scale (11 significant bits) times |sum| <= 32 * 127.
@@ -346,7 +347,7 @@ impl Q8Activations {
                 for b in 0..nb {
                     let xs = &x[b * be..(b + 1) * be];
                     let qs = &mut self.qs[b * be..(b + 1) * be];
-                    let (amax, _) = quantize_sym_i8(xs, qs);
+                    let (amax, _) = quantize_sym_i8(xs, qs, ActKind::Q8K);
                     self.d[b] = q8_k_scale(amax);
                     for g in 0..be / 16 {
                         let s: i32 = qs[g * 16..(g + 1) * 16].iter().map(|&q| q as i32).sum();
@@ -519,28 +520,54 @@ fn q8_k_scale(amax: f32) -> f32 {
     }
 }
 
-/// Symmetric 8-bit quantization of one block as llama.cpp's x86 `quantize_row_q8_0` and
-/// `quantize_row_q8_K_ref` do it: `q = round_half_even(x * (127 / amax))` (`_mm256_round_ps`
-/// with `_MM_ROUND_NEAREST`, and `nearest_int`'s magic-number rounding, are both ties to
-/// even; the multiplier is `127 / amax`, not `1 / (amax / 127)`, which differs in the last
-/// bit). Returns `(amax, sum(q))`; the caller derives the stored scale ([`q8_0_scale`],
-/// [`q8_k_scale`]). Values stay in `-127..=127` (never -128), which the AVX2 sign trick relies
-/// on. Ties are frequent, not a corner case: a `q4_0` embedding row has `x / amax = k / 8`,
-/// so `x * 127 / amax = 63.5` for every `k = +-4`.
-fn quantize_sym_i8(x: &[f32], q: &mut [i8]) -> (f32, i32) {
+/// The multiplier that maps a block of largest magnitude `amax` onto `-127..=127`, as
+/// llama.cpp's CPU backend computes it for activations of `kind` on this architecture:
+/// - x86 (`quantize_row_q8_0/q8_1`, AVX2) and `q8_K` everywhere (`quantize_row_q8_K_ref`,
+///   whose `-127 / max` is `127 / amax` with the sign of the largest element): `127 / amax`;
+/// - aarch64 `q8_0/q8_1` (NEON): `1 / (amax / 127)`, 0 where `amax / 127` is 0.
+///
+/// The two differ in the last bit for most `amax` (3.0, say), and on a rounding tie that bit
+/// moves a quant by one step (`crates/kernels/tests/ggml_arm_q8.rs` found 12 of 1024 such
+/// elements against llama.cpp's NEON code before aarch64 took its own rule).
+fn q8_multiplier(kind: ActKind, amax: f32) -> f32 {
+    let neon_rule = cfg!(target_arch = "aarch64") && kind == ActKind::Q8_0;
+    if amax > 0.0 && neon_rule {
+        let d = amax / 127.0;
+        if d != 0.0 {
+            1.0 / d
+        } else {
+            0.0
+        }
+    } else if amax > 0.0 {
+        127.0 / amax
+    } else {
+        0.0
+    }
+}
+
+/// Symmetric 8-bit quantization of one block as llama.cpp's `quantize_row_q8_0` and
+/// `quantize_row_q8_K_ref` do it: `q = round_half_even(x * m)` with `m` from
+/// [`q8_multiplier`] (x86's `_mm256_round_ps` with `_MM_ROUND_NEAREST`, NEON's `vcvtnq_s32_f32`
+/// and `nearest_int`'s magic-number rounding are all ties to even). Returns `(amax, sum(q))`;
+/// the caller derives the stored scale ([`q8_0_scale`], [`q8_k_scale`]). Values stay in
+/// `-127..=127` (never -128), which the AVX2 sign trick relies on. Ties are frequent, not a
+/// corner case: a `q4_0` embedding row has `x / amax = k / 8`, so `x * 127 / amax = 63.5` for
+/// every `k = +-4`.
+fn quantize_sym_i8(x: &[f32], q: &mut [i8], kind: ActKind) -> (f32, i32) {
     #[cfg(target_arch = "x86_64")]
     if matches!(QuantIsa::best(), QuantIsa::Avx2 | QuantIsa::Avx512Vnni) {
         // SAFETY: `best()` only returns an x86 SIMD path when the CPU has AVX2, FMA and F16C.
         return unsafe { quantize_sym_i8_avx2(x, q) };
     }
-    quantize_sym_i8_body(x, q)
+    quantize_sym_i8_body(x, q, kind)
 }
 
-/// [`quantize_sym_i8_body`] in AVX2, bit for bit (tested on ties, NaN, infinities and
-/// subnormal scales): `vmaxps(|x|, m)` returns `m` for a NaN `x` as `f32::max` does; the
-/// maximum does not depend on the order; `vroundps` to nearest is `f32::round_ties_even`;
-/// NaN becomes 0 and +-inf saturates to +-127 as the `as` cast and clamp do. 4864 values per
-/// row: 16.4 us portable, 11.3 us compiled for AVX2, ~1.5 us here (`quant_gemv quantize`).
+/// [`quantize_sym_i8_body`] in AVX2 (x86, where every kind takes `127 / amax`), bit for bit
+/// (tested on ties, NaN, infinities and subnormal scales): `vmaxps(|x|, m)` returns `m` for a
+/// NaN `x` as `f32::max` does; the maximum does not depend on the order; `vroundps` to
+/// nearest is `f32::round_ties_even`; NaN becomes 0 and +-inf saturates to +-127 as the `as`
+/// cast and clamp do. 4864 values per row: 16.4 us portable, 11.3 us compiled for AVX2,
+/// ~1.5 us here (`quant_gemv quantize`).
 /// Lengths that are not a multiple of 32 take the portable code.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -548,7 +575,7 @@ unsafe fn quantize_sym_i8_avx2(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     use std::arch::x86_64::*;
     let n = x.len();
     if !n.is_multiple_of(32) || q.len() != n {
-        return quantize_sym_i8_body(x, q);
+        return quantize_sym_i8_body(x, q, ActKind::Q8_0);
     }
     let sign = _mm256_set1_ps(-0.0);
     let xp = x.as_ptr();
@@ -592,9 +619,9 @@ unsafe fn quantize_sym_i8_avx2(x: &[f32], q: &mut [i8]) -> (f32, i32) {
 }
 
 #[inline(always)]
-fn quantize_sym_i8_body(x: &[f32], q: &mut [i8]) -> (f32, i32) {
+fn quantize_sym_i8_body(x: &[f32], q: &mut [i8], kind: ActKind) -> (f32, i32) {
     let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let id = if amax > 0.0 { 127.0 / amax } else { 0.0 };
+    let id = q8_multiplier(kind, amax);
     let mut sum = 0i32;
     for (qi, &xi) in q.iter_mut().zip(x) {
         // `as` saturates (NaN -> 0); the clamp keeps -128 out.

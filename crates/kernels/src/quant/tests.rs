@@ -487,7 +487,7 @@ fn avx2_activation_quantizer_equals_the_portable_one() {
     blocks.push(vec![0.0; QK]);
     for x in &blocks {
         let (mut a, mut b) = (vec![0i8; x.len()], vec![0i8; x.len()]);
-        let ra = quantize_sym_i8_body(x, &mut a);
+        let ra = quantize_sym_i8_body(x, &mut a, ActKind::Q8_0);
         // SAFETY: AVX2 is available (checked above); FMA and F16C come with it on every CPU
         // `Isa::Avx2.available()` accepts.
         let rb = unsafe { quantize_sym_i8_avx2(x, &mut b) };
