@@ -1,4 +1,5 @@
-//! Our aarch64 activation quantization and quantized dot products against llama.cpp's aarch64
+//! Our aarch64 activation quantization and quantized dot products (and, on any architecture, our
+//! q8_0/q4_0/q4_1/q5_0/q5_1 weight quantizers) against llama.cpp's aarch64
 //! CPU backend, on the inputs and results that `scripts/ggml-arm-q8/harness.c` wrote with
 //! llama.cpp's own NEON code (built and run under qemu by `scripts/test-aarch64.sh`, which
 //! passes the file in `ROOFLINEBENCH_GGML_ARM_Q8`).
@@ -10,7 +11,7 @@
 #![cfg(target_arch = "aarch64")]
 
 use rooflinebench_kernels::quant::{
-    dequantize, ActKind, Q8Activations, QuantIsa, QuantMatrix, QuantType,
+    dequantize, quantize, ActKind, Q8Activations, QuantIsa, QuantMatrix, QuantType,
 };
 
 struct Reader<'a>(&'a [u8]);
@@ -124,6 +125,18 @@ fn activation_quantization_and_dots_match_ggml_neon() {
         let len = r.u32() as usize;
         let row = r.take(len).to_vec();
         let theirs = r.f32s(1)[0];
+        // Our weight quantizer writes ggml's reference bytes for the legacy formats (the
+        // k-quants search their scales in ggml and are round-to-nearest here).
+        if !matches!(ty, QuantType::Q4K | QuantType::Q5K | QuantType::Q6K) {
+            let ours = quantize(ty, &w).unwrap();
+            let bb = ty.block_bytes();
+            let first = (0..row.len() / bb).find(|&b| ours[b * bb..][..bb] != row[b * bb..][..bb]);
+            assert!(
+                first.is_none(),
+                "{ty}: our quantization of w differs from quantize_row_{ty}_ref, first in block {}",
+                first.unwrap_or(0)
+            );
+        }
         let m = QuantMatrix::new(ty, 1, n, &row).unwrap();
         let mut wd = vec![0f32; n];
         dequantize(ty, &row, &mut wd).unwrap();

@@ -1,9 +1,11 @@
 //! Reference quantizers (f32 -> blocks) and dequantizers (blocks -> f32), scalar.
 //!
 //! Layouts and dequantization formulas follow llama.cpp's ggml-common.h / ggml-quants.c
-//! (`block_q4_0`, `get_scale_min_k4`, `dequantize_row_q6_K`, ...). The quantizers are plain
-//! round-to-nearest with per-block min/max scales (llama.cpp searches scales iteratively); they
-//! produce valid blocks of the same layout.
+//! (`block_q4_0`, `get_scale_min_k4`, `dequantize_row_q6_K`, ...). The q8_0, q4_0, q4_1, q5_0
+//! and q5_1 quantizers write the bytes ggml's reference quantizers (`quantize_row_*_ref`, what
+//! llama.cpp's quantize tool uses without an importance matrix) write; the k-quant ones are
+//! plain round-to-nearest with per-block min/max scales (llama.cpp searches scales
+//! iteratively) and produce valid blocks of the same layout.
 
 use super::{QuantError, QuantType, QK, QK_K};
 use half::f16;
@@ -185,10 +187,14 @@ pub(crate) fn unpack_q6_k(b: &[u8], q: &mut [u8; QK_K]) {
     }
 }
 
+/// `quantize_row_q8_0_ref` (ggml-quants.c, what llama.cpp's quantize tool writes): the
+/// multiplier comes from the unrounded scale `amax / 127` (stored as f16), rounding is half
+/// away from zero. `crates/kernels/tests/ggml_arm_q8.rs` requires the same bytes as ggml's.
 fn quantize_q8_0(x: &[f32], o: &mut [u8]) {
     let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let d = put_f16(o, 0, amax / 127.0);
-    let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+    let d = amax / 127.0;
+    put_f16(o, 0, d);
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     for (oi, &xi) in o[2..34].iter_mut().zip(x) {
         *oi = ((xi * id).round() as i32).clamp(-127, 127) as i8 as u8;
     }
@@ -207,19 +213,22 @@ fn pack_legacy(q: &[u8; QK], qs: &mut [u8], qh: Option<&mut [u8]>) {
     }
 }
 
-/// q4_0 / q5_0: `d = max / -2^(bits-1)` where `max` is the value of largest magnitude, so that
-/// value lands exactly on the lowest level (ggml's choice, which uses the asymmetric range).
+/// q4_0 / q5_0 as `quantize_row_q4_0_ref`/`q5_0_ref` do it: `d = max / -2^(bits-1)`, where
+/// `max` is the value of largest magnitude (the first such), so that value lands exactly on the
+/// lowest level; the multiplier comes from the unrounded `d`, and `q = min(top, trunc(x / d +
+/// 2^(bits-1) + 0.5))` with the same f32 additions (an `as` cast truncates like C's).
 fn quantize_sym(x: &[f32], o: &mut [u8], bits: u32) {
     let half = (1u32 << (bits - 1)) as f32;
     let top = (1i32 << bits) - 1;
     let max = x
         .iter()
         .fold(0.0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
-    let d = put_f16(o, 0, max / -half);
+    let d = max / -half;
+    put_f16(o, 0, d);
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     let mut q = [0u8; QK];
     for (qi, &xi) in q.iter_mut().zip(x) {
-        *qi = ((xi * id + half).round() as i32).clamp(0, top) as u8;
+        *qi = (((xi * id + (half + 0.5)) as i8) as i32).clamp(0, top) as u8;
     }
     if bits == 4 {
         pack_legacy(&q, &mut o[2..18], None);
@@ -229,17 +238,20 @@ fn quantize_sym(x: &[f32], o: &mut [u8], bits: u32) {
     }
 }
 
-/// q4_1 / q5_1: `d = (max - min) / (2^bits - 1)`, `m = min`.
+/// q4_1 / q5_1 as `quantize_row_q4_1_ref`/`q5_1_ref` do it: `d = (max - min) / (2^bits - 1)`,
+/// `m = min`, both stored as f16 but quantized against the unrounded values:
+/// `q = min(top, trunc((x - min) / d + 0.5))`.
 fn quantize_affine(x: &[f32], o: &mut [u8], bits: u32) {
     let top = (1i32 << bits) - 1;
-    let mn = x.iter().fold(f32::INFINITY, |m, &v| m.min(v));
-    let mx = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let d = put_f16(o, 0, (mx - mn) / top as f32);
-    let m = put_f16(o, 2, mn);
+    let mn = x.iter().fold(f32::MAX, |m, &v| if v < m { v } else { m });
+    let mx = x.iter().fold(-f32::MAX, |m, &v| if v > m { v } else { m });
+    let d = (mx - mn) / top as f32;
+    put_f16(o, 0, d);
+    put_f16(o, 2, mn);
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     let mut q = [0u8; QK];
     for (qi, &xi) in q.iter_mut().zip(x) {
-        *qi = (((xi - m) * id).round() as i32).clamp(0, top) as u8;
+        *qi = ((((xi - mn) * id + 0.5) as u8) as i32).min(top) as u8;
     }
     if bits == 4 {
         pack_legacy(&q, &mut o[4..20], None);
