@@ -268,4 +268,16 @@ mod tests {
             assert_eq!(Some(c.bytes()), KvCache::bytes_for_form(&spec, 10, f));
         }
     }
+
+    #[test]
+    fn absurd_capacity_is_an_error_not_an_abort() {
+        let cfg = r#"{"model_type":"llama","hidden_size":64,"num_hidden_layers":2,
+            "num_attention_heads":4,"num_key_value_heads":2,"vocab_size":50,
+            "intermediate_size":96}"#;
+        let (spec, _) = ModelSpec::from_config_json(cfg).unwrap();
+        // 2^44 positions: 2^53 bytes per layer's keys, beyond any address space, yet the size
+        // itself fits in usize, so it is the allocator's refusal that must become an error.
+        let err = KvCache::new(&spec, 1 << 44).unwrap_err().to_string();
+        assert!(err.contains("cache capacity"), "{err}");
+    }
 }
