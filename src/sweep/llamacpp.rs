@@ -116,15 +116,10 @@ fn gguf_for(p: &PointPlan, cache: &Path) -> Result<PathBuf> {
 }
 
 fn tokens(n: usize, vocab: u64, seed: u64) -> Vec<LlamaToken> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut r = rooflinebench_kernels::xorshift::XorShift64::new(seed);
+    // `vocab` is bounded by the spec (2^24): fits in i32.
     (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            // `vocab` is bounded by the spec (2^24): fits in i32.
-            LlamaToken((s % vocab.max(1)) as i32)
-        })
+        .map(|_| LlamaToken((r.next_u64() % vocab.max(1)) as i32))
         .collect()
 }
 

@@ -266,13 +266,8 @@ fn activation_quantization_matches_ggml() {
 
     // Activations: 32 blocks of 32, 4 super-blocks of 256.
     let n = 1024;
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut rand = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    };
+    let mut r = rooflinebench_kernels::xorshift::XorShift64::from_state(0x2545_f491_4f6c_dd1d);
+    let mut rand = move || r.unit_f32() * 2.0 - 1.0;
     let mut x: Vec<f32> = (0..n).map(|_| rand() * 3.0).collect();
     // Blocks of a q4_0 embedding row after RMSNorm: `c k`, k in -8..=7 (63.5 ties).
     for (b, blk) in x[..256].chunks_exact_mut(32).enumerate() {

@@ -353,14 +353,11 @@ pub fn coverage(executed: &[OpId], table: &[OpCost]) -> (Vec<OpId>, Vec<OpId>) {
 }
 
 fn token_ids(seed: u64, n: usize, vocab: u64) -> Vec<u32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5851_F42D_4C95_7F2D;
+    let mut r = rooflinebench_kernels::xorshift::XorShift64::from_state(
+        seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5851_F42D_4C95_7F2D,
+    );
     (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s % vocab.max(1)) as u32
-        })
+        .map(|_| (r.next_u64() % vocab.max(1)) as u32)
         .collect()
 }
 

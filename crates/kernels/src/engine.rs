@@ -159,15 +159,8 @@ pub(crate) mod testutil {
 
     /// Deterministic pseudo-random values in [-1, 1).
     pub fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
+        let mut r = crate::xorshift::XorShift64::new(seed);
+        (0..n).map(|_| r.unit_f32() * 2.0 - 1.0).collect()
     }
 
     /// `|a - b| <= tol * scale` elementwise, with a message naming the first offender.

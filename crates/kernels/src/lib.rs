@@ -7,3 +7,4 @@ pub mod ceiling;
 pub mod engine;
 pub mod isa;
 pub mod quant;
+pub mod xorshift;

@@ -584,15 +584,8 @@ mod tests {
 
     /// xorshift bytes.
     fn bytes(n: usize, seed: u64) -> Vec<u8> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 32) as u8
-            })
-            .collect()
+        let mut r = crate::xorshift::XorShift64::new(seed);
+        (0..n).map(|_| (r.next_u64() >> 32) as u8).collect()
     }
 
     /// Finite `f16` scales from the extremes: largest normal (both signs), smallest subnormal,

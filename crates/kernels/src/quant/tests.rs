@@ -2,13 +2,8 @@ use super::*;
 
 /// Deterministic pseudo-random values, roughly normal (sum of uniforms), with outliers.
 fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        (s >> 40) as f32 / (1u64 << 24) as f32
-    };
+    let mut r = crate::xorshift::XorShift64::new(seed);
+    let mut next = move || r.unit_f32();
     (0..n)
         .map(|i| {
             let v = next() + next() + next() - 1.5;
@@ -265,13 +260,8 @@ fn bad_operands_are_errors_not_panics() {
 /// Raw blocks of `ty` with random quants (every nibble / byte value) and sane `f16` scales, so
 /// the SIMD paths see values the round-to-nearest quantizer rarely writes.
 fn raw_blocks(ty: QuantType, blocks: usize, seed: u64, fill: Option<u8>) -> Vec<u8> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        (s >> 32) as u32
-    };
+    let mut r = crate::xorshift::XorShift64::new(seed);
+    let mut next = move || (r.next_u64() >> 32) as u32;
     let bb = ty.block_bytes();
     let mut w = Vec::with_capacity(blocks * bb);
     for _ in 0..blocks {
