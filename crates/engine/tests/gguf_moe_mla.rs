@@ -7,6 +7,7 @@
 //! Layout correctness against llama.cpp itself (logits on the same file) is checked under the
 //! `llamacpp` feature: `src/sweep/llamacpp_logits_test.rs`, run by `scripts/test-llamacpp.sh`.
 
+use common::l2_rel_err;
 use rooflinebench_engine::gguf_source::model_def;
 use rooflinebench_engine::weights::MatBuf;
 use rooflinebench_engine::{load, LoadOptions, Logits, NoopRecorder, WeightsFrom};
@@ -15,6 +16,7 @@ use rooflinebench_model::cost::MlaForm;
 use std::path::{Path, PathBuf};
 use synth::plan;
 
+mod common;
 mod synth;
 
 const QWEN3MOE: &str = include_str!("../../../tests/fixtures/tiny-moe/qwen3moe.json");
@@ -82,13 +84,7 @@ fn mla_gguf_absorbed_and_materialized_agree() {
     let p = file(&dir, "ds.gguf", DEEPSEEK2, "f32");
     let a = logits(&p, MlaForm::Absorbed);
     let b = logits(&p, MlaForm::Materialized);
-    let num: f64 = a
-        .iter()
-        .zip(&b)
-        .map(|(x, y)| ((x - y) as f64).powi(2))
-        .sum();
-    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
-    let rel = (num / den).sqrt();
+    let rel = l2_rel_err(&a, &b);
     assert!(
         rel < 1e-4,
         "absorbed vs materialized relative error {rel:.2e}"

@@ -3,6 +3,9 @@
 //! head on the quantized embedding) against the same weights dequantized to f32 on the dense
 //! path; and a quantized bench run whose cost table joins every executed operator.
 
+mod common;
+
+use common::l2_rel_err;
 use rooflinebench_engine::bench::{run_bench, BenchOptions};
 use rooflinebench_engine::{load, LoadOptions, Logits, Model, ModelDef, NoopRecorder, WeightsFrom};
 use rooflinebench_kernels::isa::Isa;
@@ -19,16 +22,6 @@ fn config(tied: bool) -> String {
         "vocab_size": 64, "max_position_embeddings": 64, "rms_norm_eps": 1e-6,
         "rope_theta": 10000.0, "tie_word_embeddings": {tied}}}"#
     )
-}
-
-fn rel_err(got: &[f32], want: &[f32]) -> f64 {
-    let num: f64 = got
-        .iter()
-        .zip(want)
-        .map(|(a, b)| ((a - b) as f64).powi(2))
-        .sum();
-    let den: f64 = want.iter().map(|b| (*b as f64).powi(2)).sum();
-    (num / den.max(1e-30)).sqrt()
 }
 
 fn quant_vs_dequant(ty: QuantType, isa: Isa, tied: bool) -> f64 {
@@ -66,9 +59,9 @@ fn quant_vs_dequant(ty: QuantType, isa: Isa, tied: bool) -> f64 {
         .expect("decode step")
         .to_vec();
     let vocab = step.len();
-    let e = rel_err(&step, &got[8 * vocab..]);
+    let e = l2_rel_err(&step, &got[8 * vocab..]);
     assert!(e < 1e-4, "{ty} {isa}: decode vs prefill rel err {e}");
-    rel_err(&got, &want)
+    l2_rel_err(&got, &want)
 }
 
 #[test]

@@ -362,6 +362,18 @@ pub fn reference_forward(def: &ModelDef, w: &Weights, tokens: &[u32]) -> Vec<f64
     out
 }
 
+/// `||got - want|| / ||want||` (Euclidean norms, in f64).
+pub fn l2_rel_err(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let num: f64 = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| ((a - b) as f64).powi(2))
+        .sum();
+    let den: f64 = want.iter().map(|b| (*b as f64).powi(2)).sum();
+    (num / den.max(1e-30)).sqrt()
+}
+
 /// Largest `|a - b|` relative to the largest `|b|`.
 pub fn rel_err(a: &[f32], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
