@@ -69,8 +69,15 @@ stamp "llama.cpp's NEON quantization (scripts/ggml-arm-q8) for the comparison te
 sys_manifest=$(cargo metadata --locked --format-version 1 --all-features \
     | python3 -c 'import json, sys
 m = json.load(sys.stdin)
-print(next(p["manifest_path"] for p in m["packages"] if p["name"] == "llama-cpp-sys-2"))')
+paths = [p["manifest_path"] for p in m["packages"] if p["name"] == "llama-cpp-sys-2"]
+if not paths:
+    sys.exit("error: llama-cpp-sys-2 is not in cargo metadata (Cargo.lock)")
+print(paths[0])')
 GGML="$(dirname "$sys_manifest")/llama.cpp/ggml"
+if [ ! -f "$GGML/src/ggml-cpu/arch/arm/quants.c" ]; then
+    echo "error: $GGML/src/ggml-cpu/arch/arm/quants.c: llama.cpp's aarch64 sources not found" >&2
+    exit 1
+fi
 harness_dir="$CARGO_TARGET_DIR/ggml-arm-q8"
 mkdir -p "$harness_dir"
 cflags=(-O2 -march=armv8.2-a+dotprod+fp16 -I"$GGML/include" -I"$GGML/src" -I"$GGML/src/ggml-cpu")
